@@ -1,0 +1,24 @@
+# ctrlprune: `make bench` runs the main job, `make test` runs the tests. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+
+.PHONY: bench test setup clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/ctrlprune bench
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)
