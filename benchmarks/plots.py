@@ -1,0 +1,148 @@
+"""Figures of a suite, regenerated from `metrics.csv` (and, for reconstruction grids, the stored cells).
+
+- `metric_vs_sparsity.png`: the task metric against target sparsity per method, mean with a ±std band;
+- `latent_stability.png`: latent cosine and CKA against sparsity;
+- `search_time.png`: mean search wall time per method (log scale);
+- `latency_vs_macs.png`: CPU latency at batch 1 and 256 against MACs;
+- `reconstructions.png` (autoencoder suites): test inputs, the dense reconstruction and each method's at 20 %.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks.report import group_rows, mean_std  # noqa: E402
+from benchmarks.store import read_csv  # noqa: E402
+
+
+def _series_curves(rows: list[dict[str, Any]], key: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    curves = {}
+    for series, by_level in group_rows(rows).items():
+        if series == "dense":
+            continue
+        levels = sorted(by_level)
+        stats = [mean_std([r[key] for r in by_level[lv]]) for lv in levels]
+        curves[series] = (np.array(levels), np.array([s[0] for s in stats]), np.array([s[1] for s in stats]))
+    return curves
+
+
+def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str) -> None:
+    for series, (x, mean, std) in _series_curves(rows, key).items():
+        ax.plot(x, mean, marker="o", ms=3, label=series)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    dense = [r[key] for r in rows if r["method"] == "dense"]
+    if dense and key == "metric":
+        ax.axhline(mean_std(dense)[0], color="k", ls="--", lw=1, label="dense")
+    ax.set_xlabel("target sparsity ρ*")
+    ax.grid(alpha=0.3)
+
+
+def plot_metric(rows: list[dict[str, Any]], out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _plot_curves(ax, rows, "metric")
+    ax.set_ylabel(rows[0]["metric_name"])
+    ax.set_title(f"{rows[0]['model']}: {rows[0]['metric_name']} vs sparsity (mean ± std over seeds)")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out / "metric_vs_sparsity.png")
+
+
+def plot_stability(rows: list[dict[str, Any]], out: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, ("latent_cosine", "latent_cka")):
+        _plot_curves(ax, rows, key)
+        ax.set_ylabel(key.replace("_", " "))
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{rows[0]['model']}: latent stability against the dense model")
+    return _save(fig, out / "latent_stability.png")
+
+
+def plot_search_time(rows: list[dict[str, Any]], out: Path) -> Path:
+    series = [(s, mean_std([r["search_seconds"] for rs in lv.values() for r in rs])[0])
+              for s, lv in group_rows(rows).items() if s != "dense"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar([s for s, _ in series], [max(t, 1e-3) for _, t in series])
+    ax.set_yscale("log")
+    ax.set_ylabel("search wall time per cell [s]")
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_title(f"{rows[0]['model']}: search time per method")
+    return _save(fig, out / "search_time.png")
+
+
+def plot_latency(rows: list[dict[str, Any]], out: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, ("latency_ms_b1", "latency_ms_b256")):
+        for series, by_level in group_rows(rows).items():
+            flat = [r for rs in by_level.values() for r in rs]
+            ax.scatter([r["macs"] for r in flat], [r[key] for r in flat], s=10, label=series)
+        ax.set_xlabel("MACs (batch 1)")
+        ax.set_ylabel(f"CPU latency [ms], {key.split('_')[-1]}")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{rows[0]['model']}: latency against MACs")
+    return _save(fig, out / "latency_vs_macs.png")
+
+
+def plot_reconstructions(result_dir: Path, out: Path, level: float = 0.2) -> Path | None:
+    """Input row, dense row, then one row per method at `level` (first seed), from the stored cells."""
+    grids = _stored_reconstructions(result_dir, level)
+    if "input" not in grids:
+        return None
+    inputs = np.array(grids["input"], dtype=np.float32)
+    names = list(grids)
+    fig, axes = plt.subplots(len(names), inputs.shape[0], figsize=(inputs.shape[0] * 0.9, len(names) * 1.0))
+    for r, name in enumerate(names):
+        images = np.array(grids[name], dtype=np.float32)
+        for c in range(inputs.shape[0]):
+            axes[r, c].imshow(images[c].reshape(28, 28), cmap="gray", vmin=0, vmax=255)
+            axes[r, c].axis("off")
+        axes[r, 0].set_title(name, fontsize=7, loc="left")
+    fig.suptitle(f"reconstructions: dense and every method at ρ* = {level:g}", fontsize=9)
+    return _save(fig, out / "reconstructions.png")
+
+
+def _stored_reconstructions(result_dir: Path, level: float) -> dict[str, list]:
+    grids: dict[str, list] = {}
+    for path in sorted((result_dir / "cells").glob("*.json")):
+        blob = json.loads(path.read_text())
+        row, extra = blob["row"], blob.get("extra", {})
+        recon = extra.get("reconstructions")
+        if recon is None or not (row["method"] == "dense" or math.isclose(row["target_sparsity"], level)):
+            continue
+        name = row["method"] + ("" if row["latent_prunable"] or row["method"] == "dense" else " (latent kept)")
+        grids.setdefault(name, recon)
+        if "inputs" in extra:
+            grids.setdefault("input", extra["inputs"])
+    if "input" not in grids or "dense" not in grids:
+        return {}
+    return {"input": grids.pop("input"), "dense": grids.pop("dense"), **grids}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def make_plots(result_dir: str | Path) -> list[Path]:
+    """Every figure of a suite's results folder; returns the files written."""
+    result_dir = Path(result_dir)
+    csv_path = result_dir / "metrics.csv"
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"no metrics.csv in {result_dir}; run `ctrlprune bench --suite {result_dir.name}` first")
+    rows = read_csv(csv_path)
+    if not rows:
+        raise ValueError(f"{csv_path} has no rows yet")
+    out = result_dir / "plots"
+    out.mkdir(exist_ok=True)
+    paths = [plot_metric(rows, out), plot_stability(rows, out), plot_search_time(rows, out), plot_latency(rows, out)]
+    recon = plot_reconstructions(result_dir, out)
+    return paths + ([recon] if recon else [])

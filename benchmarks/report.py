@@ -1,0 +1,102 @@
+"""Summary tables (markdown) computed from metrics.csv rows: mean ± std per method x sparsity."""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.store import read_csv, write_atomic
+
+MASK_NOTE = (
+    "`torch-*` methods are PyTorch `torch.nn.utils.prune` masks: nothing is removed (MACs unchanged, no speed-up), "
+    "and a masked row keeps its bias, which acts like replacing the unit by a constant; their sparsity counts "
+    "the zeroed rows and the dead input columns of the next layers."
+)
+
+
+def series_name(row: dict[str, Any]) -> str:
+    """Method label, marking the runs that kept the latent width."""
+    return row["method"] + ("" if row["latent_prunable"] or row["method"] == "dense" else " (latent kept)")
+
+
+def group_rows(rows: list[dict[str, Any]]) -> dict[str, dict[float, list[dict[str, Any]]]]:
+    """{series: {target sparsity: [rows over seeds]}} in first-seen order."""
+    grouped: dict[str, dict[float, list]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        grouped[series_name(row)][row["target_sparsity"]].append(row)
+    return grouped
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def _cell_text(cell_rows: list[dict[str, Any]], key: str, digits: int) -> str:
+    mean, std = mean_std([r[key] for r in cell_rows])
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    missed = sum(not r["in_band"] for r in cell_rows)
+    return text + (f" ({missed}/{len(cell_rows)} out of band)" if missed else "")
+
+
+def markdown_table(rows: list[dict[str, Any]], key: str, digits: int = 2) -> str:
+    """A markdown table of `key` (mean ± std over seeds), one line per method, one column per level."""
+    grouped = group_rows(rows)
+    levels = sorted({r["target_sparsity"] for r in rows if r["method"] != "dense"})
+    lines = ["| method | " + " | ".join(f"ρ={lv:g}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
+    for series, by_level in grouped.items():
+        if series == "dense":
+            continue
+        cells = [_cell_text(by_level[lv], key, digits) if lv in by_level else "–" for lv in levels]
+        lines.append(f"| {series} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def search_table(rows: list[dict[str, Any]]) -> str:
+    """Mean search wall time and task-metric evaluations per method over all levels and seeds."""
+    lines = ["| method | search seconds (mean per cell) | evaluations (mean per cell) | cells in band |", "|---|---|---|---|"]
+    for series, by_level in group_rows(rows).items():
+        if series == "dense":
+            continue
+        flat = [r for rs in by_level.values() for r in rs]
+        secs, _ = mean_std([r["search_seconds"] for r in flat])
+        evals, _ = mean_std([r["evaluations"] for r in flat])
+        inband = sum(r["in_band"] for r in flat)
+        lines.append(f"| {series} | {secs:.2f} | {evals:.0f} | {inband}/{len(flat)} |")
+    return "\n".join(lines)
+
+
+def dense_line(rows: list[dict[str, Any]]) -> str:
+    dense = [r for r in rows if r["method"] == "dense"]
+    if not dense:
+        return ""
+    mean, std = mean_std([r["metric"] for r in dense])
+    return f"Dense model: {dense[0]['metric_name']} {mean:.2f} ± {std:.2f}, {dense[0]['params']:,} parameters, {dense[0]['macs']:,} MACs."
+
+
+def summary_markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:
+    """The whole summary page of a suite."""
+    if not rows:
+        return f"# {title}\n\nNo finished cells yet.\n"
+    metric = rows[0]["metric_name"]
+    parts = [
+        f"# {title}", f"Reproduce: `{command}`", dense_line(rows),
+        f"## {metric} (mean ± std over seeds)", markdown_table(rows, "metric"),
+        "## Achieved sparsity", markdown_table(rows, "achieved_sparsity", 3),
+        "## Latent stability: linear CKA to the dense latents", markdown_table(rows, "latent_cka", 3),
+        "## Search cost", search_table(rows),
+    ]
+    if any(r["method"].startswith("torch-") for r in rows):
+        parts.append(MASK_NOTE)
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def write_summary(result_dir: Path, command: str) -> Path:
+    """Write summary.md next to metrics.csv."""
+    rows = read_csv(result_dir / "metrics.csv")
+    path = result_dir / "summary.md"
+    write_atomic(path, summary_markdown(rows, f"Suite {result_dir.name}", command))
+    return path

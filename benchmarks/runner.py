@@ -1,0 +1,183 @@
+"""The sweep runner: every cell of a suite, evaluated and stored as it finishes; resumable.
+
+Data flow per cell: dense model -> pruning problem -> method -> pruned model -> task metric, sparsity,
+MACs, latency, latent stability -> one row in the results store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from benchmarks.stability import kept_indices, linear_cka, mean_cosine
+from benchmarks.store import Cell, ResultStore, fingerprint, write_atomic
+from benchmarks.suite import Suite, suite_to_dict
+from benchmarks.usecases import UseCase, get_usecase
+from pruning import PruneResult, count_macs, count_params, get_method, measure_latency_ms
+
+DENSE = "dense"
+RESULTS_ROOT = Path("results")
+
+
+def suite_cells(suite: Suite) -> list[Cell]:
+    """All cells of a suite in report order: dense references first, then method x latent x level x seed."""
+    cells = [Cell(suite.model, DENSE, True, 0.0, seed) for seed in suite.seeds]
+    for method in suite.methods:
+        for latent in suite.latent_prunable:
+            for level in suite.sparsities:
+                cells += [Cell(suite.model, method, latent, level, seed) for seed in suite.seeds]
+    return cells
+
+
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "missing"
+
+
+def cell_fingerprinter(suite: Suite, usecase: UseCase):
+    """Hash of everything that decides a cell's row: checkpoint bytes, tolerance and options."""
+    base = {"model": suite.model, "checkpoint": _file_digest(usecase.checkpoint), "eps": suite.eps,
+            "model_options": suite.model_options}
+    return lambda cell: fingerprint({**base, "method_options": suite.method_options.get(cell.method, {})})
+
+
+def _cell_seed(cell: Cell) -> int:
+    return int(hashlib.sha256(cell.key.encode()).hexdigest()[:8], 16)
+
+
+def _latency(usecase: UseCase, model: nn.Module) -> dict[str, float]:
+    forward = usecase.latency_forward()
+    return {f"latency_ms_{k}": measure_latency_ms(model, x, forward_fn=forward)
+            for k, x in usecase.latency_inputs().items()}
+
+
+def _stability(usecase: UseCase, dense_latents: torch.Tensor, result: PruneResult | None, model: nn.Module,
+               seed: int) -> dict[str, float]:
+    pruned = usecase.latents(model, seed)
+    kept = None
+    if result is not None and pruned.shape[1] != dense_latents.shape[1]:
+        kept = kept_indices(result.history, usecase.latent_layer, dense_latents.shape[1])
+    return {"latent_cosine": mean_cosine(dense_latents, pruned, kept), "latent_cka": linear_cka(dense_latents, pruned)}
+
+
+@dataclass
+class Worker:
+    """Holds one process's use case and dense model, and evaluates cells."""
+
+    suite: Suite
+    usecase: UseCase
+    dense: nn.Module
+    dense_params: int
+
+    @classmethod
+    def create(cls, suite: Suite) -> "Worker":
+        usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
+        dense = usecase.load()
+        return cls(suite, usecase, dense, count_params(dense))
+
+    def run(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Evaluate one cell; returns its row and side data."""
+        torch.manual_seed(_cell_seed(cell))
+        if cell.method == DENSE:
+            model, result = self.dense, None
+        else:
+            problem = self.usecase.problem(self.dense, cell.seed, cell.latent_prunable)
+            options = self.suite.method_options.get(cell.method, {})
+            result = get_method(cell.method)(problem, cell.target_sparsity, eps=self.suite.eps, seed=cell.seed, **options)
+            model = result.model.eval()
+        metric, spread = self.usecase.evaluate(model, cell.seed)
+        dense_latents = self.usecase.latents(self.dense, cell.seed)
+        row = {
+            "model": cell.model, "method": cell.method, "latent_prunable": cell.latent_prunable,
+            "target_sparsity": cell.target_sparsity, "seed": cell.seed,
+            "achieved_sparsity": result.achieved if result else 0.0,
+            "in_band": result.in_band if result else True,
+            "metric_name": self.usecase.metric_name, "metric": metric, "metric_std": spread,
+            "params": result.params if result else self.dense_params,
+            "macs": count_macs(model, self.usecase.latency_inputs()["b1"], self.usecase.latency_forward()),
+            "search_seconds": result.search_seconds if result else 0.0,
+            "evaluations": result.evaluations if result else 0,
+            "widths": ";".join(f"{k}:{v}" for k, v in result.widths.items()) if result else "",
+            **_stability(self.usecase, dense_latents, result, model, cell.seed),
+            **self.usecase.extra_metrics(self.dense, model, cell.seed),
+            **_latency(self.usecase, model),
+        }
+        return row, self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite) else {}
+
+
+def _keeps_extras(cell: Cell, suite: Suite) -> bool:
+    """Side data (e.g. reconstructions) only for the first seed at the paper's 20 % level and the dense model."""
+    return cell.seed == suite.seeds[0] and (cell.method == DENSE or abs(cell.target_sparsity - 0.2) < 1e-9)
+
+
+_WORKER: Worker | None = None
+
+
+def _init_process(suite: Suite, threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = Worker.create(suite)
+
+
+def _run_in_process(cell: Cell) -> tuple[Cell, dict[str, Any], dict[str, Any]]:
+    assert _WORKER is not None
+    return (cell, *_WORKER.run(cell))
+
+
+def _execute(suite: Suite, todo: list[Cell], workers: int) -> Iterator[tuple[Cell, dict, dict]]:
+    """Yield finished cells, in-process or over a pool of processes (each with its own dense model)."""
+    threads = max(1, torch.get_num_threads() // workers)
+    if workers == 1:
+        _init_process(suite, torch.get_num_threads())
+        yield from (_run_in_process(c) for c in todo)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_process,
+                             initargs=(suite, threads)) as pool:
+        futures = [pool.submit(_run_in_process, c) for c in todo]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, workers: int | None = None,
+              quiet: bool = False) -> ResultStore:
+    """Run every missing cell of `suite`, storing each as it finishes, then rebuild metrics.csv."""
+    usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
+    usecase.load()  # fail early (missing or corrupt checkpoint) before any result is touched
+    store = ResultStore(root / suite.name, cell_fingerprinter(suite, usecase))
+    if fresh:
+        store.clear()
+    cells = suite_cells(suite)
+    todo = store.missing(cells)
+    if not quiet:
+        print(f"{suite!r}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
+    started = time.perf_counter()
+    with tqdm(total=len(todo), desc=suite.name, unit="cell", disable=quiet) as bar:
+        for cell, row, extra in _execute(suite, todo, workers or suite.workers):
+            store.put(cell, row, extra)
+            store.write_csv(cells)
+            bar.set_postfix_str(f"{cell} -> {row['metric_name']} {row['metric']:.2f}")
+            bar.update()
+    store.write_csv(cells)
+    _write_run_info(store, suite, time.perf_counter() - started, len(todo))
+    return store
+
+
+def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: int) -> None:
+    """run.json: the suite as run, how many cells this run computed, its wall time and the machine."""
+    info = {"suite": suite_to_dict(suite), "cells_computed": computed, "wall_seconds": round(seconds, 1),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "cpus": os.cpu_count()}
+    write_atomic(store.root / "run.json", json.dumps(info, indent=1))

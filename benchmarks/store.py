@@ -1,0 +1,162 @@
+"""The results store: one JSON file per finished cell, written atomically, and `metrics.csv` rebuilt from them.
+
+A cell is one (model, method, latent setting, target sparsity, seed). Each finished cell lands in
+`results/<suite>/cells/<key>.json` through a temporary file and `os.replace`, so a crash (even `kill -9`)
+leaves either the whole row or none. Rerunning a suite computes only the cells whose file is missing or
+was made under different settings (its fingerprint differs), and `metrics.csv` always lists exactly the
+suite's finished cells in suite order: none lost, none duplicated.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+COLUMNS = [
+    "model", "method", "latent_prunable", "target_sparsity", "achieved_sparsity", "in_band", "seed",
+    "metric_name", "metric", "metric_std", "params", "macs", "latent_cosine", "latent_cka", "rollout_error",
+    "latency_ms_b1", "latency_ms_b256", "search_seconds", "evaluations", "widths",
+]
+"""Columns of metrics.csv, in order. `metric_std` is the spread over evaluation episodes (TD-MPC)."""
+
+TIMING_COLUMNS = ("latency_ms_b1", "latency_ms_b256", "search_seconds")
+"""Columns that depend on the machine's load, left out of determinism checks."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work of a sweep."""
+
+    model: str
+    method: str
+    latent_prunable: bool
+    target_sparsity: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        latent = "latent" if self.latent_prunable else "keeplatent"
+        return f"{self.model}__{self.method}__{latent}__{self.target_sparsity:.4f}__seed{self.seed}"
+
+    def __str__(self) -> str:
+        return f"{self.method} rho={self.target_sparsity:g} seed={self.seed}" + ("" if self.latent_prunable else " (latent kept)")
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """Short stable hash of the settings that decide a cell's result."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+class ResultStore:
+    """Finished cells of one suite under `root` (= results/<suite>)."""
+
+    def __init__(self, root: str | Path, fingerprint: Callable[[Cell], str]) -> None:
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+        self.fingerprint = fingerprint
+        """settings hash of a cell; a stored cell with another hash is stale"""
+
+    def __repr__(self) -> str:
+        return f"ResultStore({self.root}, {len(list(self.cells_dir.glob('*.json')))} cell files)"
+
+    def path(self, cell: Cell) -> Path:
+        return self.cells_dir / f"{cell.key}.json"
+
+    def get(self, cell: Cell) -> dict[str, Any] | None:
+        """The stored row of `cell`, or None when missing, unreadable or made under other settings."""
+        try:
+            blob = json.loads(self.path(cell).read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if blob.get("fingerprint") != self.fingerprint(cell):
+            return None
+        return blob["row"]
+
+    def put(self, cell: Cell, row: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        """Store a finished cell atomically."""
+        blob = {"fingerprint": self.fingerprint(cell), "row": row, "extra": extra or {}}
+        write_atomic(self.path(cell), json.dumps(blob, indent=1, sort_keys=True, default=float))
+
+    def extra(self, cell: Cell) -> dict[str, Any]:
+        """Side data stored with a cell (e.g. reconstructions), empty when none."""
+        try:
+            return json.loads(self.path(cell).read_text()).get("extra", {})
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def missing(self, cells: Iterable[Cell]) -> list[Cell]:
+        return [c for c in cells if self.get(c) is None]
+
+    def rows(self, cells: Iterable[Cell]) -> list[dict[str, Any]]:
+        """Rows of the finished cells, in the order given."""
+        return [row for c in cells if (row := self.get(c)) is not None]
+
+    def write_csv(self, cells: Iterable[Cell]) -> Path:
+        """Rebuild metrics.csv from the finished cells, atomically."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(format_row(r) for r in self.rows(cells))
+        path = self.root / "metrics.csv"
+        write_atomic(path, buf.getvalue())
+        return path
+
+    def clear(self) -> None:
+        """Forget every result of this suite (`--fresh`)."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+
+
+def format_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Round floats for the CSV so reruns give byte-identical files."""
+    out = {}
+    for key in COLUMNS:
+        value = row.get(key, "")
+        if isinstance(value, float) and key not in ("target_sparsity",):
+            value = f"{value:.6g}"
+        out[key] = value
+    return out
+
+
+def read_csv(path: str | Path) -> list[dict[str, Any]]:
+    """metrics.csv as typed rows."""
+    with open(path, newline="") as fh:
+        return [_typed(r) for r in csv.DictReader(fh)]
+
+
+_INT_COLUMNS = {"seed", "params", "macs", "evaluations"}
+_BOOL_COLUMNS = {"in_band", "latent_prunable"}
+_STR_COLUMNS = {"model", "method", "metric_name", "widths"}
+
+
+def _typed(row: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in _STR_COLUMNS:
+            out[key] = value
+        elif key in _BOOL_COLUMNS:
+            out[key] = value == "True"
+        elif value == "":
+            out[key] = float("nan")
+        elif key in _INT_COLUMNS:
+            out[key] = int(float(value))
+        else:
+            out[key] = float(value)
+    return out

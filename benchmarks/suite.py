@@ -1,0 +1,174 @@
+"""Suite configs: which model, methods, sparsity levels, seeds and tolerance a sweep covers.
+
+A suite is a TOML file (shipped ones live in `benchmarks/suites/`). Every field is checked before any
+work starts; an error names the field and the valid choices.
+
+```toml
+name = "ae"
+model = "ae"
+methods = ["tp-magnitude", "gradient"]
+sparsities = [0.1, 0.2]
+seeds = [0, 1, 2]
+
+[method_options.grid-group]
+budget = 128
+```
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+class SuiteError(ValueError):
+    """A suite config is malformed; the message names the field and the valid choices."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One sweep: model x methods x latent setting x sparsity levels x seeds."""
+
+    name: str
+    """suite name; results go to results/<name>/"""
+    model: str
+    """use case (model + task), e.g. 'ae' or 'tdmpc-cartpole-swingup'"""
+    methods: tuple[str, ...]
+    """pruning methods, names from `ctrlprune list`"""
+    sparsities: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    """target sparsities, each in [0, 1)"""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """seeds of the pruning search and of the evaluation"""
+    eps: float = 0.01
+    """tolerance of the sparsity band |achieved - target| <= eps"""
+    latent_prunable: tuple[bool, ...] = (True,)
+    """whether the inter-component (latent) groups may be pruned; both settings may be listed"""
+    checkpoint: str = ""
+    """dense model checkpoint; empty means the use case's shipped default"""
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """per-method keyword options, e.g. {'grid-group': {'budget': 128}}"""
+    model_options: dict[str, Any] = field(default_factory=dict)
+    """use-case options, e.g. evaluation episodes or latency batch"""
+    workers: int = 1
+    """cells run in parallel processes"""
+    description: str = ""
+    """one line shown in the report"""
+
+    def __repr__(self) -> str:
+        return (f"Suite({self.name!r}: {self.model}, {len(self.methods)} methods x {len(self.sparsities)} levels x "
+                f"{len(self.seeds)} seeds x latent {list(self.latent_prunable)}, eps={self.eps})")
+
+
+_TUPLE_TYPES = {"methods": str, "sparsities": float, "seeds": int, "latent_prunable": bool}
+_SCALAR_TYPES = {"name": str, "model": str, "eps": float, "checkpoint": str, "workers": int, "description": str}
+
+
+def _check_scalar(key: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SuiteError(f"suite field '{key}' must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_list(key: str, value: Any, kind: type) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise SuiteError(f"suite field '{key}' must be a non-empty list of {kind.__name__}, got {value!r}")
+    items = tuple(_check_scalar(f"{key}[{i}]", v, kind) for i, v in enumerate(value))
+    if len(set(items)) != len(items):
+        raise SuiteError(f"suite field '{key}' has duplicates: {list(items)}")
+    return items
+
+
+def _check_table(key: str, value: Any, nested: bool) -> dict:
+    if not isinstance(value, dict):
+        raise SuiteError(f"suite field '{key}' must be a table, got {value!r}")
+    if nested and not all(isinstance(v, dict) for v in value.values()):
+        raise SuiteError(f"suite field '{key}' must map method names to tables of options")
+    return value
+
+
+def validate_sparsity(value: float, field_name: str = "sparsity") -> float:
+    """A target sparsity must lie in [0, 1)."""
+    if not 0.0 <= value < 1.0:
+        raise SuiteError(f"{field_name} {value} is outside [0, 1)")
+    return value
+
+
+def parse_suite(raw: dict[str, Any], known_models: list[str], known_methods: list[str]) -> Suite:
+    """Check a raw config dict field by field and build the `Suite`."""
+    valid = [f.name for f in fields(Suite)]
+    unknown = sorted(set(raw) - set(valid))
+    if unknown:
+        raise SuiteError(f"unknown suite field(s) {unknown}; valid fields: {valid}")
+    missing = [k for k in ("name", "model", "methods") if k not in raw]
+    if missing:
+        raise SuiteError(f"suite is missing required field(s) {missing}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _TUPLE_TYPES:
+            values[key] = _check_list(key, value, _TUPLE_TYPES[key])
+        elif key in _SCALAR_TYPES:
+            values[key] = _check_scalar(key, value, _SCALAR_TYPES[key])
+        else:
+            values[key] = _check_table(key, value, nested=key == "method_options")
+    suite = Suite(**values)
+    _check_semantics(suite, known_models, known_methods)
+    return suite
+
+
+def _model_known(name: str, known: list[str]) -> bool:
+    """Exact names, or families listed as `prefix-<task>`."""
+    family = "<task>"
+    return name in known or any(k.endswith(family) and name.startswith(k[: -len(family)]) and
+                                len(name) > len(k) - len(family) for k in known)
+
+
+def _check_semantics(suite: Suite, known_models: list[str], known_methods: list[str]) -> None:
+    if not suite.name or not suite.name.replace("-", "").replace("_", "").isalnum():
+        raise SuiteError(f"suite name {suite.name!r} must be non-empty letters, digits, '-' or '_'")
+    if not _model_known(suite.model, known_models):
+        raise SuiteError(f"unknown model {suite.model!r}; valid models: {known_models}")
+    bad = [m for m in suite.methods if m not in known_methods]
+    if bad:
+        raise SuiteError(f"unknown method(s) {bad}; valid methods: {known_methods}")
+    bad_opts = [m for m in suite.method_options if m not in suite.methods]
+    if bad_opts:
+        raise SuiteError(f"method_options for {bad_opts}, which are not in methods {list(suite.methods)}")
+    for i, s in enumerate(suite.sparsities):
+        validate_sparsity(s, f"sparsities[{i}]")
+    if not 0.0 < suite.eps < 0.5:
+        raise SuiteError(f"eps {suite.eps} must lie in (0, 0.5)")
+    if any(s < 0 for s in suite.seeds):
+        raise SuiteError(f"seeds must be non-negative, got {list(suite.seeds)}")
+    if not 1 <= suite.workers <= 64:
+        raise SuiteError(f"workers {suite.workers} must lie in [1, 64]")
+
+
+def shipped_suites() -> list[str]:
+    """Names of the suites that ship with the project."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def load_suite(name_or_path: str, known_models: list[str], known_methods: list[str], **overrides: Any) -> Suite:
+    """Load a shipped suite by name or a TOML file by path, apply `overrides`, and validate it."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise SuiteError(f"no suite {name_or_path!r}; shipped suites: {shipped_suites()} (or give a .toml path)")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise SuiteError(f"{path} is not valid TOML: {err}") from err
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_suite(raw, known_models, known_methods)
+
+
+def suite_to_dict(suite: Suite) -> dict[str, Any]:
+    """Plain dict of a suite (for hparams and the report)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(suite).items()}

@@ -1,0 +1,74 @@
+"""Use case `ae`: the MNIST autoencoder, scored by PSNR on the full test set."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents.autoencoder import COMPONENTS, DEFAULT_CHECKPOINT, latents, load_autoencoder, mnist_tensor, output_layers, psnr
+from benchmarks.usecases.base import UseCase, register_usecase
+from pruning import PruningProblem
+
+RECON_IMAGES = 8
+"""test images shown in reconstruction grids"""
+
+
+def _subset(images: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    if size >= len(images):
+        return images
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:size]
+    return images[idx]
+
+
+@register_usecase("ae")
+class AutoencoderUseCase(UseCase):
+    """MNIST autoencoder: grid search scores PSNR on validation images, gradient descent the train-split MSE.
+
+    Options: `valid_images` (validation images per grid candidate, default 2000), `calib_images`
+    (train images for the gradient surrogate, default 2048), `calib_batch` (default 256).
+    """
+
+    name = "ae"
+    metric_name = "psnr"
+    latent_layer = "encoder.4"
+
+    def __init__(self, checkpoint: str = "", valid_images: int = 2000, calib_images: int = 2048,
+                 calib_batch: int = 256) -> None:
+        super().__init__(checkpoint or str(DEFAULT_CHECKPOINT))
+        self.valid_images, self.calib_images, self.calib_batch = valid_images, calib_images, calib_batch
+        self.test = mnist_tensor("test")
+
+    def load(self) -> nn.Module:
+        model, _ = load_autoencoder(self.checkpoint)
+        return model
+
+    def problem(self, model: nn.Module, seed: int, latent_prunable: bool) -> PruningProblem:
+        valid = _subset(mnist_tensor("valid"), self.valid_images, seed)
+        calib = _subset(mnist_tensor("train"), self.calib_images, seed).split(self.calib_batch)
+
+        def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
+            x = calib[step % len(calib)]
+            return nn.functional.mse_loss(masked(x), x)
+
+        return PruningProblem(
+            model=model, components=dict(COMPONENTS), output_layers=output_layers(model),
+            example_inputs=valid[:4], latent_prunable=latent_prunable,
+            metric=lambda m: psnr(m, valid), surrogate=surrogate,
+        )
+
+    def evaluate(self, model: nn.Module, seed: int) -> tuple[float, float]:
+        return psnr(model, self.test), 0.0
+
+    def latents(self, model: nn.Module, seed: int) -> torch.Tensor:
+        return latents(model, self.test)
+
+    def latency_inputs(self) -> dict[str, Any]:
+        return {"b1": self.test[:1], "b256": self.test[:256]}
+
+    def extras(self, model: nn.Module, seed: int) -> dict[str, Any]:
+        inputs = self.test[:RECON_IMAGES]
+        with torch.inference_mode():
+            recon = model(inputs)
+        as_bytes = lambda t: t.mul(255).round().to(torch.uint8).tolist()  # noqa: E731
+        return {"inputs": as_bytes(inputs), "reconstructions": as_bytes(recon)}

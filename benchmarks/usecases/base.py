@@ -1,0 +1,91 @@
+"""What the sweep needs from a use case (a trained model plus its task), and the registry of use cases."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from pruning import PruningProblem
+
+
+class UseCase(ABC):
+    """A trained model and the task that scores it: loads the model, poses the pruning problem, evaluates."""
+
+    name: str = ""
+    metric_name: str = ""
+    latent_layer: str = ""
+    """qualified name of the layer whose output is the latent (for latent stability)"""
+
+    def __init__(self, checkpoint: str = "", **options: Any) -> None:
+        self.checkpoint = checkpoint
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, metric={self.metric_name}, checkpoint={self.checkpoint or 'default'})"
+
+    @abstractmethod
+    def load(self) -> nn.Module:
+        """The dense trained model (eval mode)."""
+
+    @abstractmethod
+    def problem(self, model: nn.Module, seed: int, latent_prunable: bool) -> PruningProblem:
+        """The pruning problem: components, output layers, tracing, validation metric and surrogate."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, seed: int) -> tuple[float, float]:
+        """Task metric on held-out data (mean, spread); higher is better."""
+
+    @abstractmethod
+    def latents(self, model: nn.Module, seed: int) -> torch.Tensor:
+        """Latents of `model` on the same held-out inputs each call (N, d)."""
+
+    @abstractmethod
+    def latency_inputs(self) -> dict[str, Any]:
+        """Example inputs for latency, keyed by column suffix: {'b1': ..., 'b256': ...}."""
+
+    def latency_forward(self) -> Callable[[nn.Module, Any], Any] | None:
+        """How latency inputs are fed; None means `model(x)`."""
+        return None
+
+    def extras(self, model: nn.Module, seed: int) -> dict[str, Any]:
+        """Side data kept with a cell for figures (e.g. reconstructions); empty by default."""
+        return {}
+
+    def extra_metrics(self, dense: nn.Module, model: nn.Module, seed: int) -> dict[str, float]:
+        """Further columns (e.g. rollout_error); empty by default."""
+        return {}
+
+
+_REGISTRY: dict[str, Callable[..., UseCase]] = {}
+_PREFIXES: dict[str, Callable[..., UseCase]] = {}
+
+
+def register_usecase(name: str, prefix: bool = False) -> Callable:
+    """Class decorator: make a use case available by `name` (or every `name-<task>` when prefix=True)."""
+
+    def wrap(factory: Callable[..., UseCase]) -> Callable[..., UseCase]:
+        (_PREFIXES if prefix else _REGISTRY)[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_usecases() -> list[str]:
+    """Registered use-case names; prefixed families are shown as `<prefix>-<task>`."""
+    return sorted(_REGISTRY) + [f"{p}-<task>" for p in sorted(_PREFIXES)]
+
+
+def is_known_usecase(name: str) -> bool:
+    return name in _REGISTRY or any(name.startswith(f"{p}-") for p in _PREFIXES)
+
+
+def get_usecase(name: str, checkpoint: str = "", **options: Any) -> UseCase:
+    """Build the use case `name`, with a clear error listing the valid ones."""
+    if name in _REGISTRY:
+        return _REGISTRY[name](checkpoint=checkpoint, **options)
+    for prefix, factory in _PREFIXES.items():
+        if name.startswith(f"{prefix}-"):
+            return factory(task=name[len(prefix) + 1:], checkpoint=checkpoint, **options)
+    raise ValueError(f"unknown model {name!r}; valid models: {list_usecases()}")
