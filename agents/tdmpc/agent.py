@@ -1,0 +1,128 @@
+"""The TD-MPC agent: TOLD model, EMA target, optimisers, planning and the TD-learning update."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.tdmpc.buffer import ReplayBuffer
+from agents.tdmpc.config import TDMPCConfig
+from agents.tdmpc.model import TOLD
+from agents.tdmpc.planner import MPPIPlanner
+
+
+class TDMPC:
+    """TD-MPC (Hansen et al., 2022) on CPU: plans with MPPI, learns TOLD by TD-learning."""
+
+    def __init__(self, cfg: TDMPCConfig, obs_dim: int, act_dim: int) -> None:
+        self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
+        self.model = TOLD(cfg, obs_dim, act_dim)
+        self.target = copy.deepcopy(self.model).requires_grad_(False)
+        pi_params = list(self.model.pi.parameters())
+        pi_ids = {id(p) for p in pi_params}
+        self._model_params = [p for p in self.model.parameters() if id(p) not in pi_ids]
+        self._pi_params = pi_params
+        self._q_params = [*self.model.q1.parameters(), *self.model.q2.parameters()]
+        self.optim = torch.optim.Adam(self._model_params, lr=cfg.lr)
+        self.pi_optim = torch.optim.Adam(self._pi_params, lr=cfg.lr)
+        self.planner = MPPIPlanner(cfg, act_dim)
+        self.step = 0
+        """Agent steps trained so far (sets the planner's horizon and std schedules)."""
+        self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32).view(-1, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"TDMPC({self.model!r}, {self.planner!r})"
+
+    def plan(self, obs: np.ndarray | torch.Tensor, eval_mode: bool = False, step: int = 0,
+             t0: bool = True) -> torch.Tensor:
+        """Action for one observation: uniform random during seed steps (unless eval_mode), else MPPI."""
+        if step < self.cfg.seed_steps and not eval_mode:
+            return torch.rand(self.act_dim) * 2 - 1
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)
+        return self.planner.plan(self.model, obs_t, step, eval_mode, t0)
+
+    def act(self, obs: np.ndarray, eval_mode: bool = True, step: int = 0, t0: bool = True) -> np.ndarray:
+        """`plan` as a float32 numpy action (what an environment takes)."""
+        return self.plan(obs, eval_mode, step, t0).numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def _td_target(self, next_obs: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+        next_z = self.model.h(next_obs)
+        q1, q2 = self.target.Q(next_z, self.model.pi_action(next_z, self.cfg.min_std))
+        return reward + self.cfg.discount * torch.minimum(q1, q2)
+
+    def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float]:
+        """One gradient step of model and policy on a prioritized batch; returns the losses."""
+        cfg, b = self.cfg, buffer.sample(self.cfg.batch_size)
+        H, rho = cfg.horizon, self._rho[: cfg.horizon]
+        with torch.no_grad():
+            next_z = self.target.h(b.next_obs)
+            td_target = self._td_target(b.next_obs, b.reward)
+
+        z = self.model.h(b.obs)
+        zs, xs = [z.detach()], []
+        for t in range(H):
+            xs.append(torch.cat([z, b.action[t]], dim=-1))
+            z = self.model.dynamics(xs[-1])
+            zs.append(z)
+        x = torch.stack(xs)
+        q1, q2, reward_pred = self.model.q1(x), self.model.q2(x), self.model.reward(x)
+        z_pred = torch.stack(zs[1:])
+
+        consistency = (rho * (z_pred - next_z).pow(2).mean(-1, keepdim=True)).sum(0)
+        reward_loss = (rho * (reward_pred - b.reward).pow(2)).sum(0)
+        value_loss = (rho * ((q1 - td_target).pow(2) + (q2 - td_target).pow(2))).sum(0)
+        priority = (rho * ((q1 - td_target).abs() + (q2 - td_target).abs())).sum(0)
+        total = (cfg.consistency_coef * consistency.clamp(max=1e4)
+                 + cfg.reward_coef * reward_loss.clamp(max=1e4)
+                 + cfg.value_coef * value_loss.clamp(max=1e4))
+        weighted = (total.squeeze(1) * b.weights).mean()
+
+        self.optim.zero_grad(set_to_none=True)
+        (weighted / H).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, cfg.grad_clip_norm)
+        self.optim.step()
+        buffer.update_priorities(b.idxs, priority.detach().clamp(max=1e4))
+
+        pi_loss = self._update_pi(torch.stack([zz.detach() for zz in zs]))
+        if step % cfg.update_freq == 0:
+            self.ema()
+        return {"consistency_loss": consistency.mean().item(), "reward_loss": reward_loss.mean().item(),
+                "value_loss": value_loss.mean().item(), "pi_loss": pi_loss,
+                "total_loss": total.mean().item(), "weighted_loss": weighted.item(),
+                "grad_norm": float(grad_norm)}
+
+    def _update_pi(self, zs: torch.Tensor) -> float:
+        """Policy step: maximise min(Q1, Q2) at pi's actions along the (detached) latent rollout."""
+        for p in self._q_params:
+            p.requires_grad_(False)
+        a = self.model.pi_action(zs, self.cfg.min_std)
+        q1, q2 = self.model.Q(zs, a)
+        loss = -(self._rho[: zs.shape[0]] * torch.minimum(q1, q2)).mean(dim=(1, 2)).sum()
+        self.pi_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self._pi_params, self.cfg.grad_clip_norm)
+        self.pi_optim.step()
+        for p in self._q_params:
+            p.requires_grad_(True)
+        return loss.item()
+
+    @torch.no_grad()
+    def ema(self) -> None:
+        """Move the target network towards the model by tau."""
+        torch._foreach_lerp_(list(self.target.parameters()), list(self.model.parameters()), self.cfg.tau)
+
+    def state_dict(self) -> dict:
+        """Model, target, both optimisers and the step counter."""
+        return {"step": self.step, "model": self.model.state_dict(), "target": self.target.state_dict(),
+                "optim": self.optim.state_dict(), "pi_optim": self.pi_optim.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of `state_dict`."""
+        self.model.load_state_dict(state["model"])
+        self.target.load_state_dict(state["target"])
+        self.optim.load_state_dict(state["optim"])
+        self.pi_optim.load_state_dict(state["pi_optim"])
+        self.step = int(state["step"])

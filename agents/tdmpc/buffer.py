@@ -1,0 +1,105 @@
+"""Prioritized replay of horizon-long slices of episodes, stored as flat CPU tensors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Batch:
+    """Sub-trajectories for one update; time is the leading axis."""
+
+    obs: torch.Tensor
+    """[B, obs] first observation of each slice."""
+    next_obs: torch.Tensor
+    """[H, B, obs] observation after each action."""
+    action: torch.Tensor
+    """[H, B, act] actions taken."""
+    reward: torch.Tensor
+    """[H, B, 1] rewards received."""
+    idxs: torch.Tensor
+    """[B] buffer index of each slice (for priority updates)."""
+    weights: torch.Tensor
+    """[B] importance-sampling weights, max 1."""
+
+
+class ReplayBuffer:
+    """Episodes laid end to end; a slice may start where `horizon` steps remain in its episode.
+
+    New steps get the current maximum priority; slices are drawn with probability
+    priority ** alpha (with replacement) and weighted by (N * p) ** -beta / max.
+    When full, writing restarts at index 0 and overwrites the oldest episodes.
+    """
+
+    _EPS = 1e-6
+
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, horizon: int,
+                 per_alpha: float = 0.6, per_beta: float = 0.4) -> None:
+        self.capacity, self.horizon = capacity, horizon
+        self.per_alpha, self.per_beta = per_alpha, per_beta
+        self.obs = torch.zeros(capacity, obs_dim)
+        self.next_obs = torch.zeros(capacity, obs_dim)
+        self.action = torch.zeros(capacity, act_dim)
+        self.reward = torch.zeros(capacity)
+        self.priority = torch.zeros(capacity)
+        self.idx = 0
+        """Next write position."""
+        self.size = 0
+        """Number of filled positions."""
+        self._steps = torch.arange(horizon).unsqueeze(1)
+
+    def __repr__(self) -> str:
+        return (f"ReplayBuffer(size={self.size}/{self.capacity}, obs={self.obs.shape[1]}, "
+                f"act={self.action.shape[1]}, horizon={self.horizon})")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor) -> None:
+        """Store one episode: obs [L+1, obs], action [L, act], reward [L]."""
+        n = action.shape[0]
+        if n > self.capacity:
+            raise ValueError(f"episode of {n} steps does not fit a buffer of {self.capacity}")
+        if self.idx + n > self.capacity:
+            self.priority[self.idx:] = 0
+            self.idx = 0
+        top = float(self.priority[: self.size].max()) if self.size else 1.0
+        sl = slice(self.idx, self.idx + n)
+        self.obs[sl], self.next_obs[sl] = obs[:-1], obs[1:]
+        self.action[sl], self.reward[sl] = action, reward
+        self.priority[sl] = max(top, self._EPS)
+        self.priority[self.idx + max(n - self.horizon + 1, 0): self.idx + n] = 0
+        self.idx += n
+        self.size = max(self.size, self.idx)
+
+    def sample(self, batch_size: int) -> Batch:
+        """Draw `batch_size` slices of `horizon` steps."""
+        probs = self.priority[: self.size].pow(self.per_alpha)
+        probs /= probs.sum()
+        idxs = torch.multinomial(probs, batch_size, replacement=True)
+        weights = (self.size * probs[idxs]).pow(-self.per_beta)
+        weights /= weights.max()
+        steps = idxs.unsqueeze(0) + self._steps
+        return Batch(self.obs[idxs], self.next_obs[steps], self.action[steps],
+                     self.reward[steps].unsqueeze(-1), idxs, weights)
+
+    def update_priorities(self, idxs: torch.Tensor, priorities: torch.Tensor) -> None:
+        """Set new priorities (e.g. TD errors) of sampled slices."""
+        self.priority[idxs] = priorities.flatten() + self._EPS
+
+    def state_dict(self) -> dict:
+        """Filled part of the buffer as tensors plus positions."""
+        n = self.size
+        return {"obs": self.obs[:n].clone(), "next_obs": self.next_obs[:n].clone(),
+                "action": self.action[:n].clone(), "reward": self.reward[:n].clone(),
+                "priority": self.priority[:n].clone(), "idx": self.idx, "size": n}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from `state_dict`; the capacity may be larger than when saved."""
+        n = int(state["size"])
+        if n > self.capacity:
+            raise ValueError(f"saved buffer holds {n} steps, more than this buffer's capacity {self.capacity}")
+        for name in ("obs", "next_obs", "action", "reward", "priority"):
+            getattr(self, name)[:n] = state[name]
+        self.idx, self.size = int(state["idx"]), n

@@ -1,0 +1,104 @@
+"""TOLD, TD-MPC's task-oriented latent dynamics model, written with flat layers for pruning."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from agents.tdmpc.config import TDMPCConfig
+
+COMPONENTS: dict[str, str] = {name: name for name in ("encoder", "dynamics", "reward", "pi", "q1", "q2")}
+"""Component name -> child module name of `TOLD`."""
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """Linear -> ELU -> Linear -> ELU -> Linear, each activation its own module."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
+                         nn.Linear(hidden, out_dim))
+
+
+def q_mlp(in_dim: int, hidden: int) -> nn.Sequential:
+    """Linear -> LayerNorm -> Tanh -> Linear -> ELU -> Linear(1), TD-MPC's Q network."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.Tanh(),
+                         nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 1))
+
+
+def truncated_noise(mu: torch.Tensor, std: float, clip: float = 0.3, eps: float = 1e-6) -> torch.Tensor:
+    """mu plus clipped Gaussian noise, kept inside (-1, 1) with a straight-through clamp."""
+    x = mu + (torch.randn_like(mu) * std).clamp(-clip, clip)
+    return x - x.detach() + x.detach().clamp(-1 + eps, 1 - eps)
+
+
+class TOLD(nn.Module):
+    """Encoder h, latent dynamics d, reward R, policy pi and twin Q networks of TD-MPC."""
+
+    def __init__(self, cfg: TDMPCConfig, obs_dim: int, act_dim: int) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        z, m = cfg.latent_dim, cfg.mlp_dim
+        self.encoder = nn.Sequential(nn.Linear(obs_dim, cfg.enc_dim), nn.ELU(), nn.Linear(cfg.enc_dim, z))
+        self.dynamics = mlp(z + act_dim, m, z)
+        self.reward = mlp(z + act_dim, m, 1)
+        self.pi = mlp(z, m, act_dim)
+        self.q1, self.q2 = q_mlp(z + act_dim, m), q_mlp(z + act_dim, m)
+        self.apply(_orthogonal_init)
+        for head in (self.reward, self.q1, self.q2):
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
+
+    def h(self, obs: torch.Tensor) -> torch.Tensor:
+        """Encode observations into latents."""
+        return self.encoder(obs)
+
+    def next(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next latent and one-step reward."""
+        x = torch.cat([z, a], dim=-1)
+        return self.dynamics(x), self.reward(x)
+
+    def pi_action(self, z: torch.Tensor, std: float = 0.0) -> torch.Tensor:
+        """Policy action tanh(pi(z)), with clipped Gaussian noise when std > 0."""
+        mu = torch.tanh(self.pi(z))
+        return truncated_noise(mu, std) if std > 0 else mu
+
+    def Q(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both state-action values."""
+        x = torch.cat([z, a], dim=-1)
+        return self.q1(x), self.q2(x)
+
+    def widths(self) -> dict[str, list[int]]:
+        """Output width of every Linear, per component."""
+        return {name: [m.out_features for m in getattr(self, name) if isinstance(m, nn.Linear)]
+                for name in COMPONENTS}
+
+    def __repr__(self) -> str:
+        params = sum(p.numel() for p in self.parameters())
+        enc = self.encoder[0].out_features
+        return (f"TOLD(obs={self.obs_dim}, act={self.act_dim}, enc={enc}, "
+                f"latent={self.encoder[-1].out_features}, mlp={self.dynamics[0].out_features}, "
+                f"params={params:,})")
+
+
+def _orthogonal_init(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.orthogonal_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def output_layers(model: TOLD) -> list[str]:
+    """Qualified names of the last Linear of the heads (reward, pi, q1, q2): never pruned."""
+    return [f"{name}.{len(getattr(model, name)) - 1}" for name in ("reward", "pi", "q1", "q2")]
+
+
+def trace_forward(model: TOLD, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Every path the agent uses: encode `inputs["obs"]`, then two latent steps with `inputs["action"]`.
+
+    Each step calls pi, q1, q2, dynamics and reward, so a dependency graph traced through
+    this function couples the encoder output, the dynamics output and every head input.
+    """
+    z, a = model.h(inputs["obs"]), inputs["action"]
+    outputs: list[torch.Tensor] = []
+    for _ in range(2):
+        action = model.pi_action(z)
+        q1, q2 = model.Q(z, a)
+        z, r = model.next(z, a)
+        outputs += [action, q1, q2, r, z]
+    return tuple(outputs)

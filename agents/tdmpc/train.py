@@ -1,0 +1,274 @@
+"""Train a TD-MPC agent on one task, resumably; `python -m agents.tdmpc.train --help`."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from agents.tdmpc.agent import TDMPC
+from agents.tdmpc.buffer import ReplayBuffer
+from agents.tdmpc.checkpoint import load_resume, save_agent, save_resume
+from agents.tdmpc.config import PRESETS, TDMPCConfig, preset
+from envs.registry import make_env
+
+AGENT_FILE, RESUME_FILE, EVAL_FILE, LOG_FILE = "agent.pt", "resume.pt", "eval.csv", "train.log"
+
+
+@dataclass
+class TrainArgs:
+    """What to train, for how long, and where to write it."""
+
+    task: str = "cartpole-swingup"
+    """Task name understood by `envs.make_env`."""
+    seed: int = 1
+    """Seed of torch, the training environment and the evaluation episodes."""
+    steps: int = 100_000
+    """Environment steps (agent steps x action repeat) to train for."""
+    preset: str = "cpu"
+    """TDMPCConfig preset: upstream, cpu or tiny."""
+    out_dir: str = ""
+    """Output folder; empty means checkpoints/tdmpc/<task>-seed<seed>."""
+    eval_freq: int = 20_000
+    """Evaluate every this many environment steps (and at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    save_freq: int = 5_000
+    """Write the resume state every this many environment steps (and at the end)."""
+    threads: int = 2
+    """torch intra-op threads."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def command(self) -> str:
+        """The shell command that runs (or resumes) exactly this training."""
+        flags = (f"--task {self.task} --seed {self.seed} --steps {self.steps} --preset {self.preset} "
+                 f"--out {self.output_dir()} --eval-freq {self.eval_freq} --eval-episodes {self.eval_episodes} "
+                 f"--save-freq {self.save_freq} --threads {self.threads}")
+        return f"python -m agents.tdmpc.train {flags}"
+
+    def output_dir(self) -> Path:
+        """The folder this run writes to."""
+        return Path(self.out_dir or f"checkpoints/tdmpc/{self.task}-seed{self.seed}")
+
+
+@dataclass
+class Progress:
+    """Counters saved in the resume state."""
+
+    step: int = 0
+    """Agent steps collected."""
+    updates: int = 0
+    """Gradient updates done."""
+    episode: int = 0
+    """Training episodes finished."""
+    wall: float = 0.0
+    """Seconds of training wall time over all sessions."""
+
+
+def action_repeat(env: gym.Env) -> int:
+    """Physics steps per agent step (1 for environments without action repeat)."""
+    spec = getattr(env.unwrapped, "dmc_spec", None)
+    return spec.action_repeat if spec is not None else 1
+
+
+def evaluate(agent: TDMPC, env: gym.Env, episodes: int, seed: int,
+             step: int | None = None) -> tuple[float, float, list[float]]:
+    """Mean, std and list of returns of `episodes` planner episodes in eval mode (no exploration).
+
+    Episode i resets the environment with seed + i; `step` (default: `agent.step`) sets the
+    planner's horizon and std schedules.
+    """
+    step = agent.step if step is None else step
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, total, t = False, 0.0, 0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, True, step, t0=t == 0))
+            total, t, done = total + reward, t + 1, terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns)), float(np.std(returns)), returns
+
+
+def _write_eval_csv(path: Path, seed: int, history: list[tuple[int, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["seed", "step", "return"])
+    writer.writerows([seed, step, f"{ret:.2f}"] for step, ret in history)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _log(out: Path, line: str) -> None:
+    with open(out / LOG_FILE, "a") as f:
+        f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC] {line}\n")
+
+
+def _collect_episode(env: gym.Env, agent: TDMPC, seed: int, plan_ms: list[float]):
+    """One training episode with the agent's current step; returns (obs, actions, rewards)."""
+    obs, _ = env.reset(seed=seed)
+    observations, actions, rewards = [torch.as_tensor(obs)], [], []
+    done, t = False, 0
+    while not done:
+        start = time.perf_counter()
+        action = agent.plan(obs, eval_mode=False, step=agent.step, t0=t == 0)
+        plan_ms.append((time.perf_counter() - start) * 1e3)
+        obs, reward, terminated, truncated, _ = env.step(action.numpy())
+        if terminated:
+            raise ValueError("TD-MPC training here assumes episodes that never terminate "
+                             "(dm_control tasks); this environment terminated")
+        observations.append(torch.as_tensor(obs))
+        actions.append(action)
+        rewards.append(reward)
+        done, t = truncated, t + 1
+    return torch.stack(observations), torch.stack(actions), torch.tensor(rewards, dtype=torch.float32)
+
+
+class Trainer:
+    """Owns the environments, agent, buffer and outputs of one run."""
+
+    def __init__(self, args: TrainArgs) -> None:
+        self.args, self.out = args, args.output_dir()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg: TDMPCConfig = preset(args.preset)
+        self.env, self.eval_env = make_env(args.task, args.seed), make_env(args.task, args.seed)
+        self.repeat = action_repeat(self.env)
+        obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
+        self.total = args.steps // self.repeat
+        self.agent = TDMPC(self.cfg, obs_dim, act_dim)
+        self.buffer = ReplayBuffer(obs_dim, act_dim, min(self.total, self.cfg.max_buffer_size),
+                                   self.cfg.horizon, self.cfg.per_alpha, self.cfg.per_beta)
+        self.progress, self.history = Progress(), []
+        self.resumed = self._maybe_resume()
+
+    def _maybe_resume(self) -> bool:
+        path = self.out / RESUME_FILE
+        if not path.exists():
+            torch.manual_seed(self.args.seed)
+            return False
+        data = load_resume(path, self.args.task, self.cfg)
+        if data["seed"] != self.args.seed:
+            raise ValueError(f"{path} belongs to seed {data['seed']}, not {self.args.seed}")
+        self.agent.load_state_dict(data["agent"])
+        self.buffer.load_state_dict(data["buffer"])
+        self.progress = Progress(**data["progress"])
+        self.history = [(int(s), float(r)) for s, r in data["history"]]
+        torch.set_rng_state(data["torch_rng"])
+        return True
+
+    def _save_resume(self) -> None:
+        save_resume(self.out / RESUME_FILE, self.agent, self.args.task, {
+            "seed": self.args.seed, "buffer": self.buffer.state_dict(), "progress": asdict(self.progress),
+            "history": [list(h) for h in self.history], "torch_rng": torch.get_rng_state()})
+
+    def _evaluate(self, writer: SummaryWriter, wall: float) -> float:
+        env_step = self.progress.step * self.repeat
+        mean, std, _ = evaluate(self.agent, self.eval_env, self.args.eval_episodes, self.args.seed * 1000)
+        self.history.append((env_step, mean))
+        _write_eval_csv(self.out / EVAL_FILE, self.args.seed, self.history)
+        save_agent(self.out / AGENT_FILE, self.agent, self.args.task)
+        writer.add_scalar("eval/return", mean, env_step)
+        writer.add_scalar("eval/return_std", std, env_step)
+        _log(self.out, f"eval at {env_step} env steps: return {mean:.1f} +- {std:.1f} "
+                       f"({self.args.eval_episodes} episodes), training wall time so far {wall:.0f} s")
+        return mean
+
+    def _update(self, writer: SummaryWriter) -> None:
+        start, losses = time.perf_counter(), []
+        n = self.progress.step - self.progress.updates
+        for i in range(n):
+            losses.append(self.agent.update(self.buffer, self.progress.updates + i))
+        self.progress.updates += n
+        env_step = self.progress.step * self.repeat
+        writer.add_scalar("perf/update_ms", (time.perf_counter() - start) * 1e3 / max(n, 1), env_step)
+        for key in losses[0] if losses else []:
+            writer.add_scalar(f"train/{key}", float(np.mean([m[key] for m in losses])), env_step)
+
+    def run(self) -> Path:
+        """Train until `args.steps` environment steps; returns the output folder."""
+        args, p, cfg = self.args, self.progress, self.cfg
+        writer = SummaryWriter(str(self.out / "tb"), purge_step=p.step * self.repeat if self.resumed else None)
+        if not self.resumed:
+            writer.add_text("config", "\n".join(f"    {k} = {v}" for k, v in
+                                               {**asdict(args), **cfg.to_dict()}.items()))
+        _log(self.out, f"{'resume at ' + str(p.step * self.repeat) if self.resumed else 'start'}: "
+                       f"{args.command()} | nproc={os.cpu_count()} "
+                       f"torch={torch.__version__} threads={args.threads} python={platform.python_version()}")
+        bar = tqdm(total=self.total * self.repeat, initial=p.step * self.repeat, unit="env step",
+                   disable=not args.progress, dynamic_ncols=True)
+        while p.step < self.total:
+            session_start, last = time.perf_counter(), p.step * self.repeat
+            plan_ms: list[float] = []
+            self.agent.step = p.step
+            obs, actions, rewards = _collect_episode(self.env, self.agent, args.seed * 1_000_003 + p.episode, plan_ms)
+            self.buffer.add(obs, actions, rewards)
+            p.step, p.episode = p.step + len(actions), p.episode + 1
+            self.agent.step = p.step
+            if p.step - len(actions) >= cfg.seed_steps:
+                self._update(writer)
+            env_step = p.step * self.repeat
+            writer.add_scalar("train/episode_return", float(rewards.sum()), env_step)
+            if p.step - len(actions) >= cfg.seed_steps:
+                writer.add_scalar("perf/plan_ms", float(np.median(plan_ms)), env_step)
+            done = p.step >= self.total
+            if env_step // args.eval_freq > last // args.eval_freq or done:
+                wall = p.wall + time.perf_counter() - session_start
+                bar.set_postfix(eval=f"{self._evaluate(writer, wall):.1f}")
+            p.wall += time.perf_counter() - session_start
+            writer.add_scalar("perf/env_steps_per_s", (env_step - last) / (time.perf_counter() - session_start), env_step)
+            if env_step // args.save_freq > last // args.save_freq or done:
+                self._save_resume()
+            bar.update(env_step - last)
+        bar.close()
+        writer.close()
+        final = self.history[-1][1] if self.history else float("nan")
+        _log(self.out, f"done: {p.step * self.repeat} env steps, final eval return {final:.1f}, "
+                       f"training wall time {p.wall:.0f} s")
+        return self.out
+
+
+def train(args: TrainArgs) -> Path:
+    """Train (or resume, when `out_dir` holds a resume state) and return the output folder."""
+    torch.set_num_threads(args.threads)
+    return Trainer(args).run()
+
+
+def parse_args(argv: list[str] | None = None) -> TrainArgs:
+    """Command-line flags mirroring the TrainArgs fields."""
+    d = TrainArgs()
+    ap = argparse.ArgumentParser(prog="ctrlprune train tdmpc", description="Train a TD-MPC agent (resumable).")
+    ap.add_argument("--task", default=d.task, help="task name, e.g. cartpole-swingup")
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--steps", type=int, default=d.steps, help="environment steps")
+    ap.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
+    ap.add_argument("--out", default=d.out_dir, help="output folder (default checkpoints/tdmpc/<task>-seed<seed>)")
+    ap.add_argument("--eval-freq", type=int, default=d.eval_freq, help="environment steps between evaluations")
+    ap.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
+    ap.add_argument("--save-freq", type=int, default=d.save_freq, help="environment steps between resume states")
+    ap.add_argument("--threads", type=int, default=d.threads)
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    a = ap.parse_args(argv)
+    return TrainArgs(task=a.task, seed=a.seed, steps=a.steps, preset=a.preset, out_dir=a.out,
+                     eval_freq=a.eval_freq, eval_episodes=a.eval_episodes, save_freq=a.save_freq,
+                     threads=a.threads, progress=not a.no_progress)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `python -m agents.tdmpc.train` and `ctrlprune train tdmpc`."""
+    print(train(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
