@@ -146,7 +146,7 @@ def train(args: AETrainArgs) -> Path:
     writer.add_scalar("test/psnr", test_psnr, args.epochs)
     writer.close()
     meta = {"seed": args.seed, "epochs": args.epochs, "valid_psnr": valid_psnr, "test_psnr": test_psnr,
-            "train_seconds": seconds, "torch": torch.__version__, "threads": args.threads}
+            "train_seconds": seconds, "torch": str(torch.__version__), "threads": args.threads}
     save_checkpoint(args.out, KIND, asdict(args.config), state_dict=model.state_dict(), meta=meta)
     print(f"saved {args.out}: test PSNR {test_psnr:.2f} dB, valid PSNR {valid_psnr:.2f} dB, {seconds:.0f} s")
     return Path(args.out)

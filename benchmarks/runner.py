@@ -159,6 +159,7 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
     store = ResultStore(root / suite.name, cell_fingerprinter(suite, usecase))
     if fresh:
         store.clear()
+    store.sweep_temporaries()
     cells = suite_cells(suite)
     todo = store.missing(cells)
     if not quiet:
@@ -178,6 +179,6 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
 def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: int) -> None:
     """run.json: the suite as run, how many cells this run computed, its wall time and the machine."""
     info = {"suite": suite_to_dict(suite), "cells_computed": computed, "wall_seconds": round(seconds, 1),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "torch": str(torch.__version__), "threads": torch.get_num_threads(), "machine": platform.machine(),
             "cpus": os.cpu_count()}
     write_atomic(store.root / "run.json", json.dumps(info, indent=1))

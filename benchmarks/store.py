@@ -101,6 +101,11 @@ class ResultStore:
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
+    def sweep_temporaries(self) -> None:
+        """Delete temporary files a killed run left behind (never finished rows)."""
+        for tmp in self.cells_dir.glob(".*"):
+            tmp.unlink(missing_ok=True)
+
     def missing(self, cells: Iterable[Cell]) -> list[Cell]:
         return [c for c in cells if self.get(c) is None]
 

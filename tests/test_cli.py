@@ -1,0 +1,55 @@
+"""The `ctrlprune` command run as a subprocess: a tiny suite end to end, and bad input."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.store import COLUMNS, read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "benchmarks.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    return subprocess.run([*CLI, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_tiny_suite_end_to_end(tmp_path) -> None:
+    proc = run("bench", "--suite", "ae-tiny", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "ae-tiny"
+    rows = read_csv(out / "metrics.csv")
+    assert list(rows[0]) == COLUMNS
+    assert [(r["method"], r["target_sparsity"]) for r in rows] == [
+        ("dense", 0.0), ("tp-magnitude", 0.2), ("tp-magnitude", 0.5), ("torch-l2", 0.2), ("torch-l2", 0.5)]
+    assert all(abs(r["achieved_sparsity"] - r["target_sparsity"]) <= 0.01 for r in rows)
+    assert rows[0]["metric"] > rows[2]["metric"]  # pruning half the model costs PSNR
+    assert {p.name for p in (out / "plots").iterdir()} >= {"metric_vs_sparsity.png", "reconstructions.png"}
+    assert (out / "summary.md").read_text().count("| tp-magnitude |") >= 1 and (out / "tb" / "summary").is_dir()
+    assert "TensorBoard: tensorboard --logdir" in proc.stdout
+    again = run("bench", "--suite", "ae-tiny", "--out", str(tmp_path), "--quiet")
+    assert again.returncode == 0 and read_csv(out / "metrics.csv") == rows  # resumed: nothing recomputed
+
+
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path) -> None:
+    cases = [
+        (["--sparsities", "0.2,1.5"], "outside [0, 1)"),
+        (["--methods", "magic"], "valid methods"),
+        (["--suite", "nope"], "shipped suites"),
+    ]
+    for args, message in cases:
+        proc = run("bench", "--suite", "ae-tiny", "--out", str(tmp_path), *args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    suite = tmp_path / "missing.toml"
+    suite.write_text('name = "m"\nmodel = "ae"\nmethods = ["tp-magnitude"]\ncheckpoint = "nowhere.pt"\n')
+    proc = run("bench", "--suite", str(suite), "--out", str(tmp_path))
+    assert proc.returncode == 2 and "ctrlprune train ae" in proc.stderr
+    assert list(tmp_path.iterdir()) == [suite]
+
+
+def test_list_and_groups() -> None:
+    proc = run("list")
+    assert proc.returncode == 0 and "gradient" in proc.stdout and "ae" in proc.stdout
+    proc = run("groups", "--model", "ae")
+    assert proc.returncode == 0 and "inter" in proc.stdout and "encoder" in proc.stdout

@@ -1,0 +1,40 @@
+"""The results store: atomic cells, resumable, exact rows, stale cells ignored."""
+import json
+
+from benchmarks.store import Cell, ResultStore, read_csv
+
+
+def _row(cell: Cell, metric: float) -> dict:
+    return {"model": cell.model, "method": cell.method, "latent_prunable": cell.latent_prunable,
+            "target_sparsity": cell.target_sparsity, "seed": cell.seed, "metric": metric, "in_band": True,
+            "metric_name": "psnr", "params": 10, "widths": "a:1"}
+
+
+CELLS = [Cell("ae", "gradient", True, s, seed) for s in (0.1, 0.2) for seed in (0, 1)]
+
+
+def test_rows_follow_suite_order_without_duplicates(tmp_path) -> None:
+    store = ResultStore(tmp_path, lambda c: "fp")
+    for i, cell in enumerate(reversed(CELLS)):
+        store.put(cell, _row(cell, float(i)))
+    store.put(CELLS[0], _row(CELLS[0], 9.0))  # a rerun of one cell replaces it
+    rows = read_csv(store.write_csv(CELLS))
+    assert [(r["target_sparsity"], r["seed"]) for r in rows] == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
+    assert rows[0]["metric"] == 9.0 and rows[0]["in_band"] is True and rows[0]["params"] == 10
+
+
+def test_missing_skips_finished_and_ignores_stale_or_torn_files(tmp_path) -> None:
+    store = ResultStore(tmp_path, lambda c: "v2")
+    store.put(CELLS[0], _row(CELLS[0], 1.0))
+    ResultStore(tmp_path, lambda c: "v1").put(CELLS[1], _row(CELLS[1], 1.0))  # made under other settings
+    store.path(CELLS[2]).write_text('{"fingerprint": "v2", "row": {')  # torn write
+    assert store.missing(CELLS) == CELLS[1:]
+    assert [r["seed"] for r in read_csv(store.write_csv(CELLS))] == [0]
+
+
+def test_no_temporary_files_are_left(tmp_path) -> None:
+    store = ResultStore(tmp_path, lambda c: "fp")
+    store.put(CELLS[0], _row(CELLS[0], 1.0), extra={"x": [1, 2]})
+    assert sorted(p.name for p in store.cells_dir.iterdir()) == [f"{CELLS[0].key}.json"]
+    assert json.loads(store.path(CELLS[0]).read_text())["extra"] == {"x": [1, 2]}
+    assert store.extra(CELLS[0]) == {"x": [1, 2]}
