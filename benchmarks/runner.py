@@ -24,7 +24,7 @@ from benchmarks.stability import kept_indices, linear_cka, mean_cosine
 from benchmarks.store import Cell, ResultStore, fingerprint, write_atomic
 from benchmarks.suite import Suite, suite_to_dict
 from benchmarks.usecases import UseCase, get_usecase
-from pruning import PruneResult, count_macs, count_params, get_method, measure_latency_ms
+from pruning import PruneResult, count_params, get_method
 
 DENSE = "dense"
 RESULTS_ROOT = Path("results")
@@ -56,12 +56,6 @@ def cell_fingerprinter(suite: Suite, usecase: UseCase):
 
 def _cell_seed(cell: Cell) -> int:
     return int(hashlib.sha256(cell.key.encode()).hexdigest()[:8], 16)
-
-
-def _latency(usecase: UseCase, model: nn.Module) -> dict[str, float]:
-    forward = usecase.latency_forward()
-    return {f"latency_ms_{k}": measure_latency_ms(model, x, forward_fn=forward)
-            for k, x in usecase.latency_inputs().items()}
 
 
 def _stability(usecase: UseCase, dense_latents: torch.Tensor, result: PruneResult | None, model: nn.Module,
@@ -107,13 +101,13 @@ class Worker:
             "in_band": result.in_band if result else True,
             "metric_name": self.usecase.metric_name, "metric": metric, "metric_std": spread,
             "params": result.params if result else self.dense_params,
-            "macs": count_macs(model, self.usecase.latency_inputs()["b1"], self.usecase.latency_forward()),
+            "macs": self.usecase.macs(model),
             "search_seconds": result.search_seconds if result else 0.0,
             "evaluations": result.evaluations if result else 0,
             "widths": ";".join(f"{k}:{v}" for k, v in result.widths.items()) if result else "",
             **_stability(self.usecase, dense_latents, result, model, cell.seed),
             **self.usecase.extra_metrics(self.dense, model, cell.seed),
-            **_latency(self.usecase, model),
+            **self.usecase.latency(model),
         }
         return row, self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite) else {}
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from pruning import PruningProblem
+from pruning import PruningProblem, count_macs, measure_latency_ms
 
 
 class UseCase(ABC):
@@ -45,9 +45,13 @@ class UseCase(ABC):
     def latency_inputs(self) -> dict[str, Any]:
         """Example inputs for latency, keyed by column suffix: {'b1': ..., 'b256': ...}."""
 
-    def latency_forward(self) -> Callable[[nn.Module, Any], Any] | None:
-        """How latency inputs are fed; None means `model(x)`."""
-        return None
+    def latency(self, model: nn.Module) -> dict[str, float]:
+        """CPU latency columns `latency_ms_<key>`: median forward time on each latency input."""
+        return {f"latency_ms_{k}": measure_latency_ms(model, x) for k, x in self.latency_inputs().items()}
+
+    def macs(self, model: nn.Module) -> int:
+        """Multiply-accumulates of one batch-1 forward."""
+        return count_macs(model, self.latency_inputs()["b1"])
 
     def extras(self, model: nn.Module, seed: int) -> dict[str, Any]:
         """Side data kept with a cell for figures (e.g. reconstructions); empty by default."""
