@@ -69,6 +69,11 @@ class DMCEnv(gym.Env):
 
     __str__ = __repr__
 
+    @property
+    def physics(self):
+        """The dm_control physics (for state access and rendering)."""
+        return self._env.physics
+
     @staticmethod
     def _flat(observation: dict[str, Any]) -> np.ndarray:
         return np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in observation.values()])
@@ -93,5 +98,5 @@ class DMCEnv(gym.Env):
 
     def render(self) -> np.ndarray | None:
         if self.render_mode == "rgb_array":
-            return self._env.physics.render(84, 84, camera_id=0)
+            return self.physics.render(84, 84, camera_id=0)
         return None

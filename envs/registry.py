@@ -45,7 +45,8 @@ def _gym_env(task: str, seed: int) -> gym.Env:
     env = gym.make(task)
     space = env.action_space
     if isinstance(space, gym.spaces.Box) and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
-        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        ones = np.ones(space.shape, dtype=space.dtype)
+        env = gym.wrappers.RescaleAction(env, -ones, ones)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env

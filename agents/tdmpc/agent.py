@@ -5,11 +5,10 @@ import copy
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from agents.tdmpc.buffer import ReplayBuffer
+from agents.tdmpc.buffer import Batch, ReplayBuffer
 from agents.tdmpc.config import TDMPCConfig
-from agents.tdmpc.model import TOLD
+from agents.tdmpc.model import TOLD, compute_precision
 from agents.tdmpc.planner import MPPIPlanner
 
 
@@ -53,54 +52,62 @@ class TDMPC:
         q1, q2 = self.target.Q(next_z, self.model.pi_action(next_z, self.cfg.min_std))
         return reward + self.cfg.discount * torch.minimum(q1, q2)
 
+    def losses(self, b: Batch) -> dict[str, torch.Tensor]:
+        """TD-MPC's model losses on a batch, per slice ([B, 1]), plus the latents of the rollout.
+
+        Keys: consistency, reward, value, priority, total, weighted (scalar) and zs ([H+1, B, latent]).
+        """
+        cfg, rho = self.cfg, self._rho[: self.cfg.horizon]
+        with compute_precision(cfg.precision):
+            with torch.no_grad():
+                next_z = self.target.h(b.next_obs).float()
+                td_target = self._td_target(b.next_obs, b.reward).float()
+            z = self.model.h(b.obs)
+            zs, xs = [z], []
+            for a in b.action:
+                xs.append(torch.cat([z, a], dim=-1))
+                z = self.model.dynamics(xs[-1])
+                zs.append(z)
+            x = torch.stack(xs)
+            q1, q2, reward_pred = (f(x).float() for f in (self.model.q1, self.model.q2, self.model.reward))
+        zs = [z.float() for z in zs]
+        out = {
+            "consistency": (rho * (torch.stack(zs[1:]) - next_z).pow(2).mean(-1, keepdim=True)).sum(0),
+            "reward": (rho * (reward_pred - b.reward).pow(2)).sum(0),
+            "value": (rho * ((q1 - td_target).pow(2) + (q2 - td_target).pow(2))).sum(0),
+            "priority": (rho * ((q1 - td_target).abs() + (q2 - td_target).abs())).sum(0),
+        }
+        out["total"] = (cfg.consistency_coef * out["consistency"].clamp(max=1e4)
+                        + cfg.reward_coef * out["reward"].clamp(max=1e4)
+                        + cfg.value_coef * out["value"].clamp(max=1e4))
+        out["weighted"] = (out["total"].squeeze(1) * b.weights).mean()
+        out["zs"] = torch.stack(zs)
+        return out
+
     def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float]:
         """One gradient step of model and policy on a prioritized batch; returns the losses."""
-        cfg, b = self.cfg, buffer.sample(self.cfg.batch_size)
-        H, rho = cfg.horizon, self._rho[: cfg.horizon]
-        with torch.no_grad():
-            next_z = self.target.h(b.next_obs)
-            td_target = self._td_target(b.next_obs, b.reward)
-
-        z = self.model.h(b.obs)
-        zs, xs = [z.detach()], []
-        for t in range(H):
-            xs.append(torch.cat([z, b.action[t]], dim=-1))
-            z = self.model.dynamics(xs[-1])
-            zs.append(z)
-        x = torch.stack(xs)
-        q1, q2, reward_pred = self.model.q1(x), self.model.q2(x), self.model.reward(x)
-        z_pred = torch.stack(zs[1:])
-
-        consistency = (rho * (z_pred - next_z).pow(2).mean(-1, keepdim=True)).sum(0)
-        reward_loss = (rho * (reward_pred - b.reward).pow(2)).sum(0)
-        value_loss = (rho * ((q1 - td_target).pow(2) + (q2 - td_target).pow(2))).sum(0)
-        priority = (rho * ((q1 - td_target).abs() + (q2 - td_target).abs())).sum(0)
-        total = (cfg.consistency_coef * consistency.clamp(max=1e4)
-                 + cfg.reward_coef * reward_loss.clamp(max=1e4)
-                 + cfg.value_coef * value_loss.clamp(max=1e4))
-        weighted = (total.squeeze(1) * b.weights).mean()
-
+        b = buffer.sample(self.cfg.batch_size)
+        loss = self.losses(b)
         self.optim.zero_grad(set_to_none=True)
-        (weighted / H).backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, cfg.grad_clip_norm)
+        (loss["weighted"] / self.cfg.horizon).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, self.cfg.grad_clip_norm)
         self.optim.step()
-        buffer.update_priorities(b.idxs, priority.detach().clamp(max=1e4))
-
-        pi_loss = self._update_pi(torch.stack([zz.detach() for zz in zs]))
-        if step % cfg.update_freq == 0:
+        buffer.update_priorities(b.idxs, loss["priority"].detach().clamp(max=1e4))
+        pi_loss = self._update_pi(loss["zs"].detach())
+        if step % self.cfg.update_freq == 0:
             self.ema()
-        return {"consistency_loss": consistency.mean().item(), "reward_loss": reward_loss.mean().item(),
-                "value_loss": value_loss.mean().item(), "pi_loss": pi_loss,
-                "total_loss": total.mean().item(), "weighted_loss": weighted.item(),
+        metrics = {f"{k}_loss": loss[k].mean().item() for k in ("consistency", "reward", "value", "total")}
+        return {**metrics, "pi_loss": pi_loss, "weighted_loss": loss["weighted"].item(),
                 "grad_norm": float(grad_norm)}
 
     def _update_pi(self, zs: torch.Tensor) -> float:
         """Policy step: maximise min(Q1, Q2) at pi's actions along the (detached) latent rollout."""
         for p in self._q_params:
             p.requires_grad_(False)
-        a = self.model.pi_action(zs, self.cfg.min_std)
-        q1, q2 = self.model.Q(zs, a)
-        loss = -(self._rho[: zs.shape[0]] * torch.minimum(q1, q2)).mean(dim=(1, 2)).sum()
+        with compute_precision(self.cfg.precision):
+            a = self.model.pi_action(zs, self.cfg.min_std)
+            q = torch.minimum(*self.model.Q(zs, a)).float()
+        loss = -(self._rho[: zs.shape[0]] * q).mean(dim=(1, 2)).sum()
         self.pi_optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self._pi_params, self.cfg.grad_clip_norm)

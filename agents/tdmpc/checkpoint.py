@@ -45,8 +45,9 @@ def _read(path: Path, kind: str) -> dict[str, Any]:
 def _check_match(path: Path, data: dict[str, Any], task: str | None, cfg: TDMPCConfig | None) -> None:
     if task is not None and data["task"] != task:
         raise ValueError(f"{path} was trained on task {data['task']!r}, not {task!r}")
-    if cfg is not None and data["config"] != cfg.to_dict():
-        saved, asked = data["config"], cfg.to_dict()
+    saved = TDMPCConfig.from_dict(data["config"]).to_dict()
+    if cfg is not None and saved != cfg.to_dict():
+        asked = cfg.to_dict()
         diff = {k: (saved.get(k), v) for k, v in asked.items() if saved.get(k) != v}
         raise ValueError(f"{path} config differs from the one asked for (saved, asked): {diff}")
 

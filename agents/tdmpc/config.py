@@ -5,6 +5,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TDMPCConfig:
     """TD-MPC hyperparameters; defaults are those of the published TD-MPC (`preset("upstream")`).
@@ -71,6 +74,12 @@ class TDMPCConfig:
     """EMA rate of the target network."""
     max_buffer_size: int = 1_000_000
     """Replay capacity in agent steps."""
+    precision: str = "fp32"
+    """Matmul precision of planning and updates: fp32, or bf16 (bfloat16 autocast, fp32 weights)."""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     def __repr__(self) -> str:
         diff = {f.name: getattr(self, f.name) for f in fields(self)

@@ -1,6 +1,8 @@
 """TOLD, TD-MPC's task-oriented latent dynamics model, written with flat layers for pruning."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 
@@ -75,6 +77,13 @@ class TOLD(nn.Module):
         return (f"TOLD(obs={self.obs_dim}, act={self.act_dim}, enc={enc}, "
                 f"latent={self.encoder[-1].out_features}, mlp={self.dynamics[0].out_features}, "
                 f"params={params:,})")
+
+
+def compute_precision(precision: str) -> contextlib.AbstractContextManager:
+    """Context in which TOLD runs: nothing for fp32, bfloat16 autocast for bf16."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _orthogonal_init(m: nn.Module) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from agents.tdmpc.config import TDMPCConfig
-from agents.tdmpc.model import TOLD
+from agents.tdmpc.model import TOLD, compute_precision
 
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
@@ -29,10 +29,10 @@ def estimate_value(model: TOLD, z: torch.Tensor, actions: torch.Tensor, cfg: TDM
     value, discount = torch.zeros(z.shape[0], 1), 1.0
     for a in actions:
         z, r = model.next(z, a)
-        value += discount * r
+        value += discount * r.float()
         discount *= cfg.discount
     q1, q2 = model.Q(z, model.pi_action(z, cfg.min_std))
-    return value + discount * torch.minimum(q1, q2)
+    return value + discount * torch.minimum(q1, q2).float()
 
 
 class MPPIPlanner:
@@ -59,9 +59,13 @@ class MPPIPlanner:
     @torch.inference_mode()
     def plan(self, model: TOLD, obs: torch.Tensor, step: int, eval_mode: bool, t0: bool) -> torch.Tensor:
         """Action in [-1, 1] for one observation [obs]; exploration noise unless eval_mode."""
+        with compute_precision(self.cfg.precision):
+            return self._plan(model, obs, step, eval_mode, t0)
+
+    def _plan(self, model: TOLD, obs: torch.Tensor, step: int, eval_mode: bool, t0: bool) -> torch.Tensor:
         cfg, horizon = self.cfg, planning_horizon(self.cfg, step)
         z0 = model.h(obs.unsqueeze(0))
-        pi_actions = self._policy_rollouts(model, z0, horizon) if self.num_pi else None
+        pi_actions = self._policy_rollouts(model, z0, horizon).float() if self.num_pi else None
         z = z0.expand(cfg.num_samples + self.num_pi, -1)
         mean = torch.zeros(horizon, self.act_dim)
         std = torch.full((horizon, self.act_dim), 2.0)

@@ -148,7 +148,10 @@ class Trainer:
         obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
         self.total = args.steps // self.repeat
         self.agent = TDMPC(self.cfg, obs_dim, act_dim)
-        self.buffer = ReplayBuffer(obs_dim, act_dim, min(self.total, self.cfg.max_buffer_size),
+        episode = self.env.unwrapped.spec.max_episode_steps if self.env.unwrapped.spec else None
+        episode = getattr(self.env.unwrapped, "max_episode_steps", None) or episode or 1000
+        capacity = -(-self.total // episode) * episode
+        self.buffer = ReplayBuffer(obs_dim, act_dim, min(capacity, self.cfg.max_buffer_size),
                                    self.cfg.horizon, self.cfg.per_alpha, self.cfg.per_beta)
         self.progress, self.history = Progress(), []
         self.resumed = self._maybe_resume()

@@ -1,0 +1,158 @@
+"""TD-MPC: model structure, planning, learning, checkpoints and resumable training (tiny preset)."""
+import csv
+
+import pytest
+import torch
+import torch_pruning as tp
+
+from agents.tdmpc import (COMPONENTS, TDMPC, TOLD, ReplayBuffer, load_agent, output_layers, preset,
+                          save_agent, trace_forward)
+from agents.tdmpc.checkpoint import save_resume
+from agents.tdmpc.train import TrainArgs, train
+
+CFG = preset("tiny")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These networks are tiny: a second thread only adds contention on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def filled_buffer(obs_dim=5, act_dim=1, episodes=4, length=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    buf = ReplayBuffer(obs_dim, act_dim, episodes * length, CFG.horizon)
+    for _ in range(episodes):
+        buf.add(torch.randn(length + 1, obs_dim, generator=g), torch.rand(length, act_dim, generator=g) * 2 - 1,
+                torch.rand(length, generator=g))
+    return buf
+
+
+def test_told_structure_is_flat_and_unshared():
+    model = TOLD(preset("cpu"), obs_dim=24, act_dim=6)
+    assert [n for n, _ in model.named_children()] == list(COMPONENTS)
+    modules = [m for name in COMPONENTS for m in getattr(model, name)]
+    assert len({id(m) for m in modules}) == len(modules), "an activation instance is shared"
+    assert all(not list(m.children()) for m in modules)
+    assert output_layers(model) == ["reward.4", "pi.4", "q1.5", "q2.5"]
+    assert model.widths()["q1"] == [256, 256, 1] and model.encoder[-1].out_features == 50
+    for head in (model.reward, model.q1, model.q2):
+        assert head[-1].weight.abs().sum() == 0
+    assert "params=" in repr(model) and "latent=50" in repr(model)
+
+
+def test_trace_forward_runs_two_latent_steps():
+    model = TOLD(CFG, 5, 2)
+    out = trace_forward(model, {"obs": torch.randn(3, 5), "action": torch.rand(3, 2)})
+    assert len(out) == 10 and out[-1].shape == (3, CFG.latent_dim) and out[0].shape == (3, 2)
+
+
+def test_latent_is_one_pruning_group_when_traced_with_trace_forward():
+    model = TOLD(CFG, 5, 2)
+    inputs = {"obs": torch.randn(3, 5), "action": torch.rand(3, 2)}
+    dg = tp.DependencyGraph().build_dependency(model, example_inputs=inputs, forward_fn=trace_forward)
+    group = dg.get_pruning_group(model.encoder[-1], tp.prune_linear_out_channels, idxs=[0, 1])
+    touched = {dep.target.module for dep, _ in group}
+    assert {model.dynamics[-1], model.dynamics[0], model.reward[0], model.pi[0], model.q1[0], model.q2[0]} <= touched
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_plan_returns_bounded_actions_of_the_right_shape(precision):
+    torch.manual_seed(0)
+    agent = TDMPC(preset("tiny", precision=precision), 5, 3)
+    obs = torch.randn(5) * 10
+    for eval_mode in (False, True):
+        for t0 in (True, False):
+            a = agent.plan(obs, eval_mode=eval_mode, step=10_000, t0=t0)
+            assert a.shape == (3,) and a.abs().max() <= 1
+    assert agent.act(obs.numpy()).dtype.name == "float32"
+    seed_action = agent.plan(obs, step=0)
+    assert seed_action.shape == (3,) and seed_action.abs().max() <= 1
+
+
+def test_updates_lower_the_model_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    agent, buf = TDMPC(CFG, 5, 1), filled_buffer()
+    batch = buf.sample(64)
+    before = agent.losses(batch)["weighted"].item()
+    for step in range(40):
+        metrics = agent.update(buf, step)
+    assert agent.losses(batch)["weighted"].item() < 0.8 * before
+    assert set(metrics) >= {"consistency_loss", "reward_loss", "value_loss", "pi_loss", "grad_norm"}
+
+
+def test_bf16_updates_keep_fp32_weights_and_bad_precision_is_refused():
+    agent = TDMPC(preset("tiny", precision="bf16"), 5, 1)
+    metrics = agent.update(filled_buffer(), 0)
+    assert all(p.dtype == torch.float32 for p in agent.model.parameters())
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    with pytest.raises(ValueError, match="fp32"):
+        preset("tiny", precision="fp16")
+
+
+def test_buffer_slices_stay_inside_episodes():
+    buf = filled_buffer(episodes=3, length=10)
+    b = buf.sample(500)
+    assert b.next_obs.shape == (CFG.horizon, 500, 5) and b.reward.shape == (CFG.horizon, 500, 1)
+    assert ((b.idxs % 10) <= 10 - CFG.horizon).all() and b.weights.max() == 1
+
+
+def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
+    agent = TDMPC(CFG, 5, 1)
+    agent.update(filled_buffer(), 0)
+    agent.step = 123
+    save_agent(tmp_path / "agent.pt", agent, "cartpole-swingup")
+    loaded = load_agent(tmp_path / "agent.pt", task="cartpole-swingup", cfg=CFG)
+    assert loaded.step == 123
+    obs = torch.randn(5)
+    actions = []
+    for a in (agent, loaded):
+        torch.manual_seed(7)
+        actions.append(a.plan(obs, eval_mode=True, step=1000))
+    torch.testing.assert_close(actions[0], actions[1], rtol=0, atol=0)
+
+
+def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path):
+    agent, path = TDMPC(CFG, 5, 1), tmp_path / "agent.pt"
+    save_agent(path, agent, "cartpole-swingup")
+    with pytest.raises(ValueError, match="task"):
+        load_agent(path, task="walker-walk")
+    with pytest.raises(ValueError, match="mlp_dim"):
+        load_agent(path, cfg=preset("tiny", mlp_dim=32))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_agent(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint" * 10)
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_agent(garbage)
+    save_resume(tmp_path / "resume.pt", agent, "cartpole-swingup", {})
+    with pytest.raises(ValueError, match="not a ctrlprune/tdmpc-agent"):
+        load_agent(tmp_path / "resume.pt")
+
+
+def eval_rows(out):
+    with open(out / "eval.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_training_resumes_where_it_stopped(tmp_path):
+    args = TrainArgs(task="cartpole-swingup", seed=2, steps=1000, preset="tiny", out_dir=str(tmp_path),
+                     eval_freq=500, eval_episodes=1, save_freq=500, threads=1, progress=False)
+    out = train(args)
+    assert [(r["seed"], r["step"]) for r in eval_rows(out)] == [("2", "1000")]
+    assert load_agent(out / "agent.pt", task="cartpole-swingup").step == 125
+    args.steps = 2000
+    train(args)
+    rows = eval_rows(out)
+    assert [r["step"] for r in rows] == ["1000", "2000"]
+    assert all(0 <= float(r["return"]) <= 1000 for r in rows)
+    log = (out / "train.log").read_text()
+    assert "resume at 1000" in log and log.count("done:") == 2
+    assert load_agent(out / "agent.pt").step == 250
+    with pytest.raises(ValueError, match="config differs"):
+        train(TrainArgs(**{**args.__dict__, "preset": "cpu"}))
