@@ -8,6 +8,7 @@ import torch_pruning as tp
 from agents.tdmpc import (COMPONENTS, TDMPC, TOLD, ReplayBuffer, load_agent, output_layers, preset,
                           save_agent, trace_forward)
 from agents.tdmpc.checkpoint import save_resume
+from agents.tdmpc.report import summarize, table
 from agents.tdmpc.train import TrainArgs, train
 
 CFG = preset("tiny")
@@ -154,5 +155,9 @@ def test_tiny_training_resumes_where_it_stopped(tmp_path):
     log = (out / "train.log").read_text()
     assert "resume at 1000" in log and log.count("done:") == 2
     assert load_agent(out / "agent.pt").step == 250
+    summary = summarize(out)
+    assert summary.env_steps == 2000 and summary.finished and summary.command == args.command()
+    assert float(summary.final_return.split()[0]) == pytest.approx(float(rows[-1]["return"]), abs=0.06)
+    assert "| cartpole-swingup | 2 | 2,000 | finished |" in table([summary])
     with pytest.raises(ValueError, match="config differs"):
         train(TrainArgs(**{**args.__dict__, "preset": "cpu"}))
