@@ -1,12 +1,15 @@
 """dm_control suite tasks as gymnasium environments (state observations, TD-MPC conventions)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
-from dm_control import suite
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before dm_control loads
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+from dm_control import suite  # noqa: E402
 
 PHYSICS_STEPS_PER_EPISODE = 1000
 """Every dm_control suite task runs 1000 physics-control steps per episode."""

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.buffer import ReplayBuffer
 from agents.tdmpc.checkpoint import load_resume, save_agent, save_resume
-from agents.tdmpc.config import PRESETS, TDMPCConfig, preset
+from agents.tdmpc.config import PRECISIONS, PRESETS, TDMPCConfig, preset
 from envs.registry import make_env
 
 AGENT_FILE, RESUME_FILE, EVAL_FILE, LOG_FILE = "agent.pt", "resume.pt", "eval.csv", "train.log"
@@ -37,6 +37,8 @@ class TrainArgs:
     """Environment steps (agent steps x action repeat) to train for."""
     preset: str = "cpu"
     """TDMPCConfig preset: upstream, cpu or tiny."""
+    precision: str = ""
+    """Override of the preset's matmul precision (fp32 or bf16); empty keeps the preset's."""
     out_dir: str = ""
     """Output folder; empty means checkpoints/tdmpc/<task>-seed<seed>."""
     eval_freq: int = 20_000
@@ -45,14 +47,15 @@ class TrainArgs:
     """Episodes per evaluation."""
     save_freq: int = 5_000
     """Write the resume state every this many environment steps (and at the end)."""
-    threads: int = 2
-    """torch intra-op threads."""
+    threads: int = 1
+    """torch intra-op threads (1 is fastest when the 2 cores are shared with other jobs)."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
     def command(self) -> str:
         """The shell command that runs (or resumes) exactly this training."""
         flags = (f"--task {self.task} --seed {self.seed} --steps {self.steps} --preset {self.preset} "
+                 + (f"--precision {self.precision} " if self.precision else "") +
                  f"--out {self.output_dir()} --eval-freq {self.eval_freq} --eval-episodes {self.eval_episodes} "
                  f"--save-freq {self.save_freq} --threads {self.threads}")
         return f"python -m agents.tdmpc.train {flags}"
@@ -142,7 +145,7 @@ class Trainer:
     def __init__(self, args: TrainArgs) -> None:
         self.args, self.out = args, args.output_dir()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.cfg: TDMPCConfig = preset(args.preset)
+        self.cfg: TDMPCConfig = preset(args.preset, **({"precision": args.precision} if args.precision else {}))
         self.env, self.eval_env = make_env(args.task, args.seed), make_env(args.task, args.seed)
         self.repeat = action_repeat(self.env)
         obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
@@ -256,6 +259,8 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--steps", type=int, default=d.steps, help="environment steps")
     ap.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
+    ap.add_argument("--precision", default=d.precision, choices=["", *PRECISIONS],
+                    help="matmul precision override (default: the preset's)")
     ap.add_argument("--out", default=d.out_dir, help="output folder (default checkpoints/tdmpc/<task>-seed<seed>)")
     ap.add_argument("--eval-freq", type=int, default=d.eval_freq, help="environment steps between evaluations")
     ap.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
@@ -263,7 +268,7 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     ap.add_argument("--threads", type=int, default=d.threads)
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = ap.parse_args(argv)
-    return TrainArgs(task=a.task, seed=a.seed, steps=a.steps, preset=a.preset, out_dir=a.out,
+    return TrainArgs(task=a.task, seed=a.seed, steps=a.steps, preset=a.preset, precision=a.precision, out_dir=a.out,
                      eval_freq=a.eval_freq, eval_episodes=a.eval_episodes, save_freq=a.save_freq,
                      threads=a.threads, progress=not a.no_progress)
 
