@@ -9,7 +9,8 @@ from agents.tdmpc import (COMPONENTS, TDMPC, TOLD, ReplayBuffer, load_agent, out
                           save_agent, trace_forward)
 from agents.tdmpc.checkpoint import save_resume
 from agents.tdmpc.report import summarize, table
-from agents.tdmpc.train import TrainArgs, train
+from agents.tdmpc.train import TrainArgs, evaluate, train
+from envs import make_env
 
 CFG = preset("tiny")
 
@@ -58,6 +59,18 @@ def test_latent_is_one_pruning_group_when_traced_with_trace_forward():
     group = dg.get_pruning_group(model.encoder[-1], tp.prune_linear_out_channels, idxs=[0, 1])
     touched = {dep.target.module for dep, _ in group}
     assert {model.dynamics[-1], model.dynamics[0], model.reward[0], model.pi[0], model.q1[0], model.q2[0]} <= touched
+
+
+def test_agent_plans_and_evaluates_after_physical_pruning():
+    agent = TDMPC(CFG, 5, 1)
+    inputs = {"obs": torch.randn(3, 5), "action": torch.rand(3, 1)}
+    ignored = [agent.model.get_submodule(name) for name in output_layers(agent.model)]
+    pruner = tp.pruner.BasePruner(agent.model, inputs, importance=tp.importance.GroupMagnitudeImportance(),
+                                  pruning_ratio=0.25, ignored_layers=ignored, forward_fn=trace_forward)
+    pruner.step()
+    assert agent.model.encoder[-1].out_features == 12 and agent.model.q1[-1].out_features == 1
+    mean, std, returns = evaluate(agent, make_env("cartpole-swingup", seed=0), episodes=1, seed=0, step=1000)
+    assert len(returns) == 1 and 0 <= mean <= 1000
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
