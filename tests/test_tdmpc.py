@@ -71,6 +71,9 @@ def test_agent_plans_and_evaluates_after_physical_pruning():
     assert agent.model.encoder[-1].out_features == 12 and agent.model.q1[-1].out_features == 1
     mean, std, returns = evaluate(agent, make_env("cartpole-swingup", seed=0), episodes=1, seed=0, step=1000)
     assert len(returns) == 1 and 0 <= mean <= 1000
+    agent.reset_training_state()
+    assert agent.target.encoder[-1].out_features == 12
+    agent.update(filled_buffer(), 0)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -18,18 +18,22 @@ class TDMPC:
     def __init__(self, cfg: TDMPCConfig, obs_dim: int, act_dim: int) -> None:
         self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
         self.model = TOLD(cfg, obs_dim, act_dim)
-        self.target = copy.deepcopy(self.model).requires_grad_(False)
-        pi_params = list(self.model.pi.parameters())
-        pi_ids = {id(p) for p in pi_params}
-        self._model_params = [p for p in self.model.parameters() if id(p) not in pi_ids]
-        self._pi_params = pi_params
-        self._q_params = [*self.model.q1.parameters(), *self.model.q2.parameters()]
-        self.optim = torch.optim.Adam(self._model_params, lr=cfg.lr)
-        self.pi_optim = torch.optim.Adam(self._pi_params, lr=cfg.lr)
+        self.reset_training_state()
         self.planner = MPPIPlanner(cfg, act_dim)
         self.step = 0
         """Agent steps trained so far (sets the planner's horizon and std schedules)."""
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32).view(-1, 1, 1)
+
+    def reset_training_state(self) -> None:
+        """Target = copy of the model, fresh optimisers. Call after changing the model's layers
+        (e.g. physical pruning) before training it further."""
+        self.target = copy.deepcopy(self.model).requires_grad_(False)
+        self._pi_params = list(self.model.pi.parameters())
+        pi_ids = {id(p) for p in self._pi_params}
+        self._model_params = [p for p in self.model.parameters() if id(p) not in pi_ids]
+        self._q_params = [*self.model.q1.parameters(), *self.model.q2.parameters()]
+        self.optim = torch.optim.Adam(self._model_params, lr=self.cfg.lr)
+        self.pi_optim = torch.optim.Adam(self._pi_params, lr=self.cfg.lr)
 
     def __repr__(self) -> str:
         return f"TDMPC({self.model!r}, {self.planner!r})"

@@ -159,6 +159,10 @@ class Trainer:
         self.progress, self.history = Progress(), []
         self.resumed = self._maybe_resume()
 
+    def __repr__(self) -> str:
+        return (f"Trainer({self.args.task}, seed={self.args.seed}, {self.progress.step * self.repeat}/"
+                f"{self.total * self.repeat} env steps, out={self.out})")
+
     def _maybe_resume(self) -> bool:
         path = self.out / RESUME_FILE
         if not path.exists():
