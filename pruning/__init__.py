@@ -1,0 +1,29 @@
+"""Component-aware structured pruning of neural-network controllers (model-agnostic).
+
+    >>> from pruning import PruningProblem, build_groups, get_method
+    >>> problem = PruningProblem(model, {"encoder": "encoder", "decoder": "decoder"}, ["decoder.4"], x)
+    >>> result = get_method("gradient")(problem, 0.5)
+"""
+from pruning.coefficients import SoftMasks, coefficients_for, harden, harden_widths, kept_widths, n_removed
+from pruning.context import SearchContext, max_sparsity, prepare
+from pruning.groups import Group, Member, build_groups, dependency_graph, format_group_table
+from pruning.problem import PruningProblem, validate_problem, validate_target
+from pruning.ranking import IMPORTANCES, ranking
+from pruning.registry import get_method, list_methods, register_method
+from pruning.result import PruneResult
+from pruning.sparsity import ParamModel, count_params, sparsity
+from pruning.stats import count_macs, measure_latency_ms
+from pruning import baselines, grid, gradient  # noqa: F401  (registers the methods)
+from pruning.gradient import GradientConfig
+
+__all__ = [
+    "PruningProblem", "validate_problem", "validate_target",
+    "Group", "Member", "build_groups", "dependency_graph", "format_group_table",
+    "ranking", "IMPORTANCES",
+    "ParamModel", "count_params", "sparsity",
+    "kept_widths", "n_removed", "coefficients_for", "harden", "harden_widths", "SoftMasks",
+    "SearchContext", "prepare", "max_sparsity",
+    "PruneResult", "register_method", "get_method", "list_methods",
+    "GradientConfig",
+    "count_macs", "measure_latency_ms",
+]

@@ -1,0 +1,169 @@
+"""Pruning coefficients: hard kept widths, physical removal, and differentiable soft channel masks."""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from pruning.groups import Group, dependency_graph, tp_group
+from pruning.problem import PruningProblem
+
+
+def n_removed(c: float, width: int) -> int:
+    """round(c * width) channels to remove (ties round down), leaving at least one."""
+    return min(width - 1, max(0, math.ceil(c * width - 0.5)))
+
+
+def kept_widths(coeffs: Mapping[str, float], groups: list[Group]) -> dict[str, int]:
+    """Kept width n_g - round(c_g n_g) (>= 1) per group; unprunable or unlisted groups stay whole."""
+    return {g.label: g.width - (n_removed(float(coeffs.get(g.label, 0.0)), g.width) if g.prunable else 0)
+            for g in groups}
+
+
+def coefficients_for(widths: Mapping[str, int], groups: list[Group]) -> dict[str, float]:
+    """The coefficients c_g = (n_g - k_g) / n_g that harden to exactly these kept widths."""
+    return {g.label: (g.width - widths.get(g.label, g.width)) / g.width for g in groups}
+
+
+def harden_widths(problem: PruningProblem, groups: list[Group], order: Mapping[str, torch.Tensor],
+                  widths: Mapping[str, int]) -> tuple[nn.Module, list]:
+    """Deep copy of the dense model with the least important channels of each group physically removed.
+
+    Returns the pruned copy and its torch-pruning history (replay it on a target network with
+    `DependencyGraph.load_pruning_history`).
+    """
+    model = copy.deepcopy(problem.model)
+    dg = dependency_graph(model, problem)
+    for group in groups:
+        removed = group.width - widths.get(group.label, group.width)
+        if removed <= 0:
+            continue
+        pruning_group = tp_group(dg, group, order[group.label][:removed].tolist())
+        if not dg.check_pruning_group(pruning_group):
+            raise RuntimeError(f"torch-pruning refused to remove {removed} channels of group {group.label!r}")
+        pruning_group.prune()
+    return model, [list(step) for step in dg.pruning_history()]
+
+
+def harden(problem: PruningProblem, groups: list[Group], order: Mapping[str, torch.Tensor],
+           coeffs: Mapping[str, float]) -> tuple[nn.Module, list]:
+    """Remove round(c_g n_g) least important channels of every group from a copy: (model, history)."""
+    return harden_widths(problem, groups, order, kept_widths(coeffs, groups))
+
+
+class SoftMasks:
+    """Soft channel masks m_gj = sigmoid((r_gj - c_g) / T) on the consumer side of every prunable group.
+
+    r_gj = (rank + 0.5) / n_g is the normalized importance rank (0 = least important); the most important
+    channel of a group always keeps mask 1, so a group never vanishes. Consumer inputs are multiplied by
+    the masks and LayerNorms of a group normalise with mask-weighted statistics, so with T = 0 (hard
+    masks) the masked model computes exactly what the physically pruned model computes. `c` holds one
+    nn.Parameter per prunable group. Use as a context manager, or call install() / remove().
+    """
+
+    def __init__(self, model: nn.Module, groups: list[Group], order: Mapping[str, torch.Tensor],
+                 init: float | Mapping[str, float] = 0.0, temperature: float = 0.5,
+                 straight_through: bool = False) -> None:
+        self.model = model
+        self.groups = [g for g in groups if g.prunable]
+        self.temperature = temperature
+        self.straight_through = straight_through
+        self.c = {g.label: nn.Parameter(torch.tensor(float(init if isinstance(init, (int, float))
+                                                             else init.get(g.label, 0.0))))
+                  for g in self.groups}
+        self._position = {g.label: torch.empty(g.width).index_copy_(
+            0, order[g.label], torch.arange(g.width, dtype=torch.float32)) for g in self.groups}
+        self._slots: dict[tuple[str, str], list[tuple[Group, torch.Tensor]]] = {}
+        for g in self.groups:
+            for m in g.members:
+                self._slots.setdefault((m.module, m.kind), []).append((g, torch.tensor(m.idxs)))
+        self._handles: list = []
+
+    def parameters(self) -> list[nn.Parameter]:
+        """The coefficients, in group order (for an optimizer)."""
+        return list(self.c.values())
+
+    def set_widths(self, widths: Mapping[str, int]) -> None:
+        """Set every coefficient so that it hardens to exactly these kept widths."""
+        with torch.no_grad():
+            for g in self.groups:
+                self.c[g.label].fill_((g.width - widths.get(g.label, g.width)) / g.width)
+
+    def _hard(self, group: Group) -> torch.Tensor:
+        removed = n_removed(float(self.c[group.label].detach()), group.width)
+        return (self._position[group.label] >= removed).float()
+
+    def mask(self, group: Group) -> torch.Tensor:
+        """Mask of each channel of `group` (in channel order) at the current coefficients and temperature."""
+        if self.temperature == 0:
+            return self._hard(group)
+        position = self._position[group.label]
+        rank = (position + 0.5) / group.width
+        soft = torch.sigmoid((rank - self.c[group.label]) / self.temperature)
+        soft = torch.where(position == group.width - 1, torch.ones_like(soft), soft)
+        if self.straight_through:
+            return self._hard(group) + soft - soft.detach()
+        return soft
+
+    def mask_by_rank(self, group: Group) -> torch.Tensor:
+        """Mask of each channel of `group` ordered least important first."""
+        return self.mask(group)[self._position[group.label].argsort()]
+
+    def expected_widths(self) -> dict[str, torch.Tensor]:
+        """Expected kept width (sum of masks) per prunable group; differentiable in c."""
+        return {g.label: self.mask(g).sum() for g in self.groups}
+
+    def _full_mask(self, module_name: str, kind: str, size: int) -> torch.Tensor:
+        mask = torch.ones(size)
+        for group, idxs in self._slots[(module_name, kind)]:
+            mask = mask.index_put((idxs,), self.mask(group))
+        return mask
+
+    def _consumer_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple) -> tuple:
+            x = inputs[0]
+            return (x * self._full_mask(name, "in", x.shape[-1]).to(x.dtype),) + tuple(inputs[1:])
+        return hook
+
+    def _norm_hook(self, name: str):
+        def hook(module: nn.LayerNorm, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            x = inputs[0]
+            w = self._full_mask(name, "norm", x.shape[-1]).to(x.dtype)
+            mean = (x * w).sum(-1, keepdim=True) / w.sum()
+            var = (w * (x - mean) ** 2).sum(-1, keepdim=True) / w.sum()
+            y = (x - mean) / torch.sqrt(var + module.eps)
+            return y * module.weight + module.bias if module.elementwise_affine else y
+        return hook
+
+    def install(self) -> SoftMasks:
+        """Register the hooks on the model (idempotent)."""
+        if self._handles:
+            return self
+        for name, kind in self._slots:
+            module = self.model.get_submodule(name)
+            if kind == "in":
+                self._handles.append(module.register_forward_pre_hook(self._consumer_hook(name)))
+            elif kind == "norm" and isinstance(module, nn.LayerNorm):
+                if len(module.normalized_shape) != 1:
+                    raise NotImplementedError(f"LayerNorm {name!r} normalises over several axes")
+                self._handles.append(module.register_forward_hook(self._norm_hook(name)))
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook: the model computes exactly what it computed before install()."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> SoftMasks:
+        return self.install()
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        coeffs = ", ".join(f"{k}={float(v):.3f}" for k, v in self.c.items())
+        return f"SoftMasks(T={self.temperature}, installed={bool(self._handles)}, c={{{coeffs}}})"

@@ -1,0 +1,109 @@
+"""What every method does first: validate, find the groups, set up parameter accounting."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch.nn as nn
+
+from pruning.coefficients import kept_widths
+from pruning.groups import Group, build_groups
+from pruning.problem import PruningProblem, validate_target
+from pruning.result import PruneResult
+from pruning.sparsity import ParamModel, count_params
+
+
+@dataclass
+class SearchContext:
+    """One validated pruning task: problem, target band, groups and their parameter model."""
+
+    problem: PruningProblem
+    target: float
+    eps: float
+    groups: list[Group]
+    params: ParamModel
+    started: float = field(default_factory=time.perf_counter)
+    """perf_counter() when the search started."""
+
+    def in_band(self, achieved: float) -> bool:
+        """|achieved - target| <= eps (with a little slack for float rounding)."""
+        return abs(achieved - self.target) <= self.eps + 1e-12
+
+    def hard_sparsity(self, widths: Mapping[str, int]) -> float:
+        """Exact sparsity of the model pruned to these kept widths."""
+        return 1.0 - self.params.hard_params(widths) / self.params.dense
+
+    @property
+    def prunable(self) -> list[Group]:
+        """Groups a method may shrink."""
+        return [g for g in self.groups if g.prunable]
+
+    def __repr__(self) -> str:
+        return (f"SearchContext(target={self.target}, eps={self.eps}, groups={len(self.groups)}, "
+                f"dense params={self.params.dense})")
+
+
+def max_sparsity(groups: list[Group], params: ParamModel, c_max: float) -> float:
+    """Sparsity with every prunable group at c_max (at least one channel kept)."""
+    widths = kept_widths({g.label: c_max for g in groups}, groups)
+    return 1.0 - params.hard_params(widths) / params.dense
+
+
+def prepare(problem: PruningProblem, target: float, eps: float) -> SearchContext:
+    """Validate the inputs and build groups and accounting; raise ValueError before any search work."""
+    started = time.perf_counter()
+    validate_target(target, eps)
+    groups = build_groups(problem)
+    params = ParamModel(problem.model, groups)
+    if params.dense != count_params(problem.model):
+        raise RuntimeError(f"parameter accounting found {params.dense} parameters, the model has "
+                           f"{count_params(problem.model)}")
+    reachable = max_sparsity(groups, params, problem.c_max)
+    if target - eps > reachable:
+        raise ValueError(f"target sparsity {target} is out of reach: max reachable sparsity is {reachable:.4f} "
+                         f"(every prunable group at c_max={problem.c_max}, latent_prunable="
+                         f"{problem.latent_prunable})")
+    return SearchContext(problem, target, eps, groups, params, started)
+
+
+def solve_ratio(probe: Callable[[float], float], ctx: SearchContext, hi: float, iterations: int = 40) -> float:
+    """Bisection on a uniform ratio in [0, hi] for a monotone sparsity `probe(ratio)`.
+
+    Returns the first ratio found inside the band, else the ratio whose sparsity came closest to the target.
+    """
+    seen: dict[float, float] = {}
+
+    def rho(ratio: float) -> float:
+        if ratio not in seen:
+            seen[ratio] = probe(ratio)
+        return seen[ratio]
+
+    lo = 0.0
+    if rho(hi) >= ctx.target:
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            if ctx.in_band(rho(mid)):
+                return mid
+            lo, hi = (mid, hi) if rho(mid) < ctx.target else (lo, mid)
+    return min(seen, key=lambda r: abs(seen[r] - ctx.target))
+
+
+def measured_widths(model: nn.Module, groups: list[Group]) -> dict[str, int]:
+    """Width of every group read off a (physically pruned) model: its root layer's output size."""
+    return {g.label: model.get_submodule(g.label).weight.shape[0] for g in groups}
+
+
+def finish(ctx: SearchContext, method: str, model: nn.Module, widths: Mapping[str, int],
+           coefficients: Mapping[str, float], *, evaluations: int = 0, masked: bool = False,
+           history: list | None = None, info: dict | None = None) -> PruneResult:
+    """Package a result; physically pruned models are counted for real, masked ones analytically."""
+    seconds = time.perf_counter() - ctx.started
+    model.train(ctx.problem.model.training)
+    params = ctx.params.hard_params(widths) if masked else count_params(model)
+    achieved = 1.0 - params / ctx.params.dense
+    return PruneResult(model=model, method=method, target=ctx.target, achieved=achieved,
+                       in_band=ctx.in_band(achieved), params=params,
+                       coefficients={k: float(v) for k, v in coefficients.items()},
+                       widths={k: int(v) for k, v in widths.items()}, evaluations=evaluations,
+                       search_seconds=seconds, masked=masked, history=history or [], info=info or {})

@@ -1,0 +1,107 @@
+"""Coefficients: rounding to kept widths, physical removal, history replay and soft masks."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pruning import SoftMasks, build_groups, harden, kept_widths, ranking
+from pruning.groups import dependency_graph
+from test_groups import ae_problem, told_problem, told_rollout, one_thread  # noqa: F401  (autouse fixture)
+
+
+def test_kept_widths_round_and_keep_at_least_one_channel():
+    groups = build_groups(ae_problem(latent_prunable=False))
+    widths = kept_widths({"encoder.0": 0.25, "encoder.2": 0.99, "encoder.4": 0.5}, groups)
+    assert widths == {"encoder.0": 36, "encoder.2": 1, "encoder.4": 8, "decoder.0": 32, "decoder.2": 48}
+
+
+def test_harden_removes_the_least_important_channels_and_never_touches_the_dense_model():
+    problem = ae_problem()
+    groups = build_groups(problem)
+    order = ranking(problem, groups)
+    dense = copy.deepcopy(problem.model.state_dict())
+    pruned, history = harden(problem, groups, order, {"encoder.0": 0.5})
+    kept = torch.sort(order["encoder.0"][24:]).values
+    assert torch.equal(pruned.encoder[0].weight, problem.model.encoder[0].weight[kept])
+    assert torch.equal(pruned.encoder[2].weight, problem.model.encoder[2].weight[:, kept])
+    assert history[0][0] == "encoder.0" and sorted(history[0][2]) == sorted(order["encoder.0"][:24].tolist())
+    assert all(torch.equal(dense[k], v) for k, v in problem.model.state_dict().items())
+
+
+def test_history_replays_on_a_target_network():
+    problem = told_problem()
+    groups = build_groups(problem)
+    pruned, history = harden(problem, groups, ranking(problem, groups), {g.label: 0.4 for g in groups})
+    target = copy.deepcopy(problem.model)
+    dependency_graph(target, problem).load_pruning_history(history)
+    obs = torch.randn(5, 6)
+    for a, b in zip(told_rollout(pruned, obs), told_rollout(target, obs)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("problem_fn,forward", [
+    (ae_problem, lambda m, x: [m(x)]),
+    (told_problem, told_rollout),
+])
+def test_hard_masks_compute_exactly_what_the_pruned_model_computes(problem_fn, forward):
+    problem = problem_fn()
+    groups = build_groups(problem)
+    order = ranking(problem, groups)
+    coeffs = {g.label: 0.2 + 0.05 * i for i, g in enumerate(groups)}
+    pruned, _ = harden(problem, groups, order, coeffs)
+    x = problem.example_inputs
+    with SoftMasks(problem.model, groups, order, init=coeffs, temperature=0), torch.no_grad():
+        masked = forward(problem.model, x)
+    with torch.no_grad():
+        physical = forward(pruned, x)
+    for a, b in zip(masked[:-1] if problem_fn is told_problem else masked, physical):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_mask_fades_monotonically_as_its_coefficient_grows():
+    problem = ae_problem()
+    groups = build_groups(problem)
+    masks = SoftMasks(problem.model, groups, ranking(problem, groups), temperature=0.05)
+    group = groups[0]
+    trace = []
+    for c in torch.linspace(0, 0.95, 20):
+        masks.set_widths({})
+        with torch.no_grad():
+            masks.c[group.label].fill_(float(c))
+        trace.append(masks.mask(group).detach())
+    trace = torch.stack(trace)
+    assert torch.all(trace[1:] <= trace[:-1] + 1e-7)
+    assert float(trace[-1].sum()) < 0.2 * float(trace[0].sum())
+    least_important = ranking(problem, groups)[group.label][0]
+    assert float(trace[10, least_important]) < float(trace[10].max())
+
+
+def test_removing_masks_restores_the_model_exactly():
+    problem = told_problem()
+    groups = build_groups(problem)
+    obs = torch.randn(3, 6)
+    with torch.no_grad():
+        before = told_rollout(problem.model, obs)
+    masks = SoftMasks(problem.model, groups, ranking(problem, groups), init=0.5, temperature=0.1)
+    with masks, torch.no_grad():
+        during = told_rollout(problem.model, obs)
+    with torch.no_grad():
+        after = told_rollout(problem.model, obs)
+    assert not torch.equal(before[1], during[1])
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in problem.model.modules())
+
+
+def test_ranking_is_deterministic_and_seeded():
+    problem = ae_problem()
+    groups = build_groups(problem)
+    magnitude = ranking(problem, groups)
+    assert all(torch.equal(magnitude[k], v) for k, v in ranking(problem, groups).items())
+    r1, r2, r3 = (ranking(problem, groups, "random", seed) for seed in (3, 3, 4))
+    assert all(torch.equal(r1[k], r2[k]) for k in r1)
+    assert any(not torch.equal(r1[k], r3[k]) for k in r1)
+    assert all(sorted(v.tolist()) == list(range(g.width)) for g, v in zip(groups, r1.values()))
+    with pytest.raises(ValueError, match=r"valid choices: \['magnitude', 'random'\]"):
+        ranking(problem, groups, "taylor")
