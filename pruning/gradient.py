@@ -1,0 +1,183 @@
+"""Constrained gradient descent on soft per-group pruning coefficients (the paper's main method)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, fields
+from typing import Mapping
+
+import torch
+
+from pruning.coefficients import SoftMasks, coefficients_for, harden_widths, kept_widths, n_removed
+from pruning.context import SearchContext, finish, measured_widths, prepare, solve_ratio
+from pruning.problem import PruningProblem
+from pruning.ranking import ranking
+from pruning.registry import check_options, register_method
+from pruning.result import PruneResult
+
+
+@dataclass
+class GradientConfig:
+    """Defaults of the gradient method (all overridable as method options)."""
+
+    steps: int = 300
+    """Adam steps on the coefficients."""
+    lr: float = 0.02
+    """Adam learning rate (coefficients live in [0, c_max])."""
+    penalty: float = 1000.0
+    """lambda of the augmented-Lagrangian band penalty (the task loss is normalised to 1 at the start)."""
+    band_margin: float = 0.5
+    """The optimisation aims at the band shrunk to margin * eps, leaving room for rounding."""
+    t_start: float = 0.1
+    """Mask temperature at the first step."""
+    t_end: float = 0.01
+    """Mask temperature at the last step (geometric annealing)."""
+    straight_through: bool = False
+    """Forward with hard masks, backward through the soft ones."""
+    eval_every: int = 10
+    """Every this many steps, harden + fix up the coefficients and score them on held-out data."""
+    select: str = "heldout"
+    """'heldout': keep the in-band iterate with the lowest surrogate(model, -1); 'last': the final one."""
+    importance: str = "magnitude"
+    """Within-group ranking: 'magnitude' or 'random'."""
+
+    def __post_init__(self) -> None:
+        if self.select not in ("heldout", "last"):
+            raise ValueError(f"select must be 'heldout' or 'last', got {self.select!r}")
+        if self.steps < 1 or self.eval_every < 1:
+            raise ValueError("steps and eval_every must be >= 1")
+
+
+def uniform_start(ctx: SearchContext) -> float:
+    """The one coefficient shared by every prunable group that comes closest to the target sparsity."""
+    return solve_ratio(lambda c: ctx.hard_sparsity(kept_widths({g.label: c for g in ctx.groups}, ctx.groups)),
+                       ctx, hi=ctx.problem.c_max)
+
+
+def _move_cost(ctx: SearchContext, widths: dict[str, int], label: str, step: int) -> float:
+    """Parameters saved (step -1) or added (step +1) by changing one group's width by one channel."""
+    moved = {**widths, label: widths[label] + step}
+    return abs(ctx.params.hard_params(moved) - ctx.params.hard_params(widths))
+
+
+def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> dict[str, int]:
+    """Greedy single-channel moves until the hard sparsity is in band (or no move helps).
+
+    Too dense: remove the next channel of the group whose channel has the smallest mask per parameter
+    saved. Too sparse: restore the removed channel with the largest mask per parameter added.
+    """
+    widths = dict(widths)
+    limits = {g.label: (g.width - n_removed(ctx.problem.c_max, g.width), g.width) for g in masks.groups}
+    with torch.no_grad():
+        values = {g.label: masks.mask_by_rank(g) for g in masks.groups}
+    for _ in range(sum(g.width for g in masks.groups)):
+        rho = ctx.hard_sparsity(widths)
+        if ctx.in_band(rho):
+            break
+        shrink = rho < ctx.target
+        options = [(label, lo, hi) for label, (lo, hi) in limits.items()
+                   if (widths[label] > lo if shrink else widths[label] < hi)]
+        if not options:
+            break
+
+        def score(label: str) -> float:
+            n = len(values[label])
+            channel = n - widths[label] if shrink else n - widths[label] - 1  # next to remove / last removed
+            value = float(values[label][channel]) / max(_move_cost(ctx, widths, label, -1 if shrink else 1), 1)
+            return value if shrink else -value
+
+        label = min((o[0] for o in options), key=score)
+        moved = {**widths, label: widths[label] + (-1 if shrink else 1)}
+        if abs(ctx.hard_sparsity(moved) - ctx.target) >= abs(rho - ctx.target):
+            break  # overshoots the band by more than it gains
+        widths = moved
+    return widths
+
+
+class _Tracker:
+    """Keeps the best in-band hardened iterate, scored by the surrogate on held-out data."""
+
+    def __init__(self, ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig) -> None:
+        self.ctx, self.masks, self.cfg = ctx, masks, cfg
+        self.best: tuple[float, dict[str, int]] | None = None
+        self.last: dict[str, int] = {}
+        self.scored: dict[tuple, float] = {}
+
+    def heldout(self, widths: dict[str, int]) -> float:
+        key = tuple(sorted(widths.items()))
+        if key not in self.scored:
+            saved, temperature = {k: v.detach().clone() for k, v in self.masks.c.items()}, self.masks.temperature
+            self.masks.set_widths(widths)
+            self.masks.temperature = 0
+            with torch.no_grad():
+                self.scored[key] = float(self.ctx.problem.surrogate(self.masks.model, -1))
+            with torch.no_grad():
+                for label, value in saved.items():
+                    self.masks.c[label].copy_(value)
+            self.masks.temperature = temperature
+        return self.scored[key]
+
+    def observe(self) -> None:
+        coeffs = {label: float(c.detach()) for label, c in self.masks.c.items()}
+        self.last = fix_up(self.ctx, self.masks, kept_widths(coeffs, self.ctx.groups))
+        if self.cfg.select == "heldout" and self.ctx.in_band(self.ctx.hard_sparsity(self.last)):
+            score = self.heldout(self.last)
+            if self.best is None or score < self.best[0]:
+                self.best = (score, self.last)
+
+    def choice(self) -> dict[str, int]:
+        return self.best[1] if self.best is not None else self.last
+
+
+def _penalty(rho: torch.Tensor, ctx: SearchContext, cfg: GradientConfig, multiplier: float) -> torch.Tensor:
+    """Powell-Hestenes-Rockafellar term for the constraint |rho - target| - margin * eps <= 0."""
+    violation = (rho - ctx.target).abs() - cfg.band_margin * ctx.eps
+    return cfg.penalty / 2 * torch.clamp(violation + multiplier / cfg.penalty, min=0) ** 2
+
+
+def _optimise(ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig, tracker: _Tracker) -> dict:
+    surrogate = ctx.problem.surrogate
+    optimizer = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
+    with torch.no_grad():
+        scale = max(float(surrogate(masks.model, 0)), 1e-12)
+    multiplier, task = 0.0, torch.tensor(0.0)
+    for step in range(cfg.steps):
+        masks.temperature = cfg.t_start * (cfg.t_end / cfg.t_start) ** (step / max(cfg.steps - 1, 1))
+        task = surrogate(masks.model, step) / scale
+        rho = ctx.params.sparsity(masks.expected_widths())
+        loss = task + _penalty(rho, ctx, cfg, multiplier)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for c in masks.parameters():
+                c.clamp_(0.0, ctx.problem.c_max)
+        violation = abs(float(rho.detach()) - ctx.target) - cfg.band_margin * ctx.eps
+        multiplier = max(0.0, multiplier + cfg.penalty * violation)
+        if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
+            tracker.observe()
+    return {"surrogate_scale": scale, "final_task_loss": float(task), "multiplier": multiplier}
+
+
+@register_method("gradient")
+def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed: int = 0,
+             **options) -> PruneResult:
+    """Adam on one soft coefficient per group: surrogate + band penalty, annealed masks, harden, fix up."""
+    check_options("gradient", options, [f.name for f in fields(GradientConfig)])
+    cfg = GradientConfig(**options)
+    if problem.surrogate is None:
+        raise ValueError("method 'gradient' needs problem.surrogate(model, step) -> differentiable loss")
+    ctx = prepare(problem, target, eps)
+    order = ranking(problem, ctx.groups, cfg.importance, seed)
+    model = copy.deepcopy(problem.model).requires_grad_(False)
+    start = uniform_start(ctx)
+    masks = SoftMasks(model, ctx.groups, order, init=start, temperature=cfg.t_start,
+                      straight_through=cfg.straight_through)
+    tracker = _Tracker(ctx, masks, cfg)
+    with torch.random.fork_rng(devices=[]), masks:
+        torch.manual_seed(seed)
+        info = _optimise(ctx, masks, cfg, tracker)
+        widths = tracker.choice()
+    pruned, history = harden_widths(problem, ctx.groups, order, widths)
+    info.update(start=start, heldout_best=tracker.best[0] if tracker.best else None, **asdict(cfg))
+    return finish(ctx, "gradient", pruned, measured_widths(pruned, ctx.groups),
+                  coefficients_for(widths, ctx.groups), history=history, info=info)

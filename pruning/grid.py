@@ -1,0 +1,166 @@
+"""Grid search over pruning coefficients, judged by the true task metric on in-band candidates only."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from pruning.coefficients import harden_widths, n_removed
+from pruning.context import SearchContext, finish, measured_widths, prepare
+from pruning.groups import Group
+from pruning.problem import PruningProblem
+from pruning.ranking import ranking
+from pruning.registry import check_options, register_method
+from pruning.result import PruneResult
+
+
+@dataclass
+class GridConfig:
+    """Options of the grid searches (all overridable as method options)."""
+
+    step: float = 0.1
+    """Spacing of the coefficient levels 0, step, 2*step, ... <= c_max."""
+    budget: int | None = None
+    """Evaluate at most this many in-band candidates, chosen by a seeded shuffle (None: all)."""
+    importance: str = "magnitude"
+    """Within-group ranking: 'magnitude' or 'random'."""
+    max_enumerate: int = 2_000_000
+    """Grids up to this many combinations are enumerated; larger ones are sampled (budget required)."""
+    max_draws: int = 2_000_000
+    """Random combinations drawn at most when sampling a large grid."""
+    chunk: int = 65_536
+    """Combinations whose sparsity is computed in one vectorised batch."""
+
+
+def _levels(step: float, c_max: float) -> torch.Tensor:
+    if not step > 0:
+        raise ValueError(f"grid step must be > 0, got {step}")
+    return torch.arange(0, math.floor(c_max / step + 1e-9) + 1, dtype=torch.float64) * step
+
+
+def _axes(ctx: SearchContext, per_group: bool) -> tuple[list[str], list[int | None]]:
+    """Names of the searched coefficients and, per group, the axis it follows (None: kept whole)."""
+    if per_group:
+        names = [g.label for g in ctx.prunable]
+        return names, [names.index(g.label) if g.prunable else None for g in ctx.groups]
+    names = list(dict.fromkeys(_axis_name(g) for g in ctx.prunable))
+    return names, [names.index(_axis_name(g)) if g.prunable else None for g in ctx.groups]
+
+
+def _axis_name(group: Group) -> str:
+    return "latent" if group.kind == "inter" else (group.components[0] if group.components else group.label)
+
+
+class _Grid:
+    """Kept widths and sparsity of every level combination, in vectorised batches."""
+
+    def __init__(self, ctx: SearchContext, axis_of: list[int | None], n_axes: int, levels: torch.Tensor):
+        self.ctx, self.axis_of, self.n_axes, self.levels = ctx, axis_of, n_axes, levels
+        self.size = len(levels) ** n_axes
+        table = torch.tensor([[g.width - (n_removed(float(c), g.width) if axis is not None else 0)
+                               for c in levels] for g, axis in zip(ctx.groups, axis_of)], dtype=torch.float64)
+        self.table = table  # (groups, levels): kept width of each group at each level
+        self.gather_axis = torch.tensor([a if a is not None else 0 for a in axis_of])
+
+    def digits(self, flat: torch.Tensor) -> torch.Tensor:
+        """Level index of every axis for flat combination indices (mixed radix)."""
+        base = len(self.levels)
+        powers = base ** torch.arange(self.n_axes - 1, -1, -1)
+        return (flat[:, None] // powers) % base
+
+    def widths(self, digits: torch.Tensor) -> torch.Tensor:
+        """Kept widths (B, groups) for level digits (B, axes)."""
+        level_of_group = digits[:, self.gather_axis]
+        return self.table[torch.arange(len(self.ctx.groups)), level_of_group]
+
+    def widths_of(self, digits: torch.Tensor) -> dict[str, int]:
+        """Kept width per group label for one combination."""
+        return dict(zip(self.ctx.params.labels, self.widths(digits[None])[0].long().tolist()))
+
+    def coefficients_of(self, digits: torch.Tensor) -> dict[str, float]:
+        """Grid level per group label for one combination (0 for groups kept whole)."""
+        return {g.label: float(self.levels[digits[axis]]) if axis is not None else 0.0
+                for g, axis in zip(self.ctx.groups, self.axis_of)}
+
+    def in_band(self, digits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask of in-band combinations and their sparsity."""
+        rho = 1.0 - self.ctx.params.params_batch(self.widths(digits)) / self.ctx.params.dense
+        return (rho - self.ctx.target).abs() <= self.ctx.eps + 1e-12, rho
+
+
+def _enumerate(grid: _Grid, cfg: GridConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """All in-band combinations (digits) of the grid, and the closest combination overall."""
+    found, closest, closest_gap = [], None, math.inf
+    for start in range(0, grid.size, cfg.chunk):
+        digits = grid.digits(torch.arange(start, min(start + cfg.chunk, grid.size)))
+        mask, rho = grid.in_band(digits)
+        found.append(digits[mask])
+        gap, i = (rho - grid.ctx.target).abs().min(0)
+        if gap < closest_gap:
+            closest, closest_gap = digits[i], float(gap)
+    return torch.cat(found), closest
+
+
+def _sample(grid: _Grid, cfg: GridConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct in-band combinations drawn at random until the budget is met, and the closest drawn."""
+    seen, found, closest, closest_gap, drawn = set(), [], None, math.inf, 0
+    while len(found) < cfg.budget and drawn < cfg.max_draws:
+        digits = torch.randint(len(grid.levels), (cfg.chunk, grid.n_axes), generator=generator)
+        drawn += cfg.chunk
+        mask, rho = grid.in_band(digits)
+        gap, i = (rho - grid.ctx.target).abs().min(0)
+        if gap < closest_gap:
+            closest, closest_gap = digits[i], float(gap)
+        for row in digits[mask].tolist():
+            if tuple(row) not in seen and len(found) < cfg.budget:
+                seen.add(tuple(row))
+                found.append(row)
+    return torch.tensor(found, dtype=torch.long).view(-1, grid.n_axes), closest
+
+
+def _search(problem: PruningProblem, target: float, eps: float, seed: int, options: dict, method: str,
+            per_group: bool, default_budget: int | None) -> PruneResult:
+    check_options(method, options, [f.name for f in fields(GridConfig)])
+    cfg = GridConfig(**{"budget": default_budget, **options})
+    if problem.metric is None:
+        raise ValueError(f"method {method!r} needs problem.metric (the true task metric, higher is better)")
+    ctx = prepare(problem, target, eps)
+    order = ranking(problem, ctx.groups, cfg.importance, seed)
+    names, axis_of = _axes(ctx, per_group)
+    grid = _Grid(ctx, axis_of, len(names), _levels(cfg.step, problem.c_max))
+    generator = torch.Generator().manual_seed(seed)
+    sampled = grid.size > cfg.max_enumerate
+    if sampled and cfg.budget is None:
+        raise ValueError(f"the {method} grid has {grid.size:.3g} combinations (> max_enumerate="
+                         f"{cfg.max_enumerate}); pass a budget")
+    candidates, closest = _sample(grid, cfg, generator) if sampled else _enumerate(grid, cfg)
+    in_band_total = len(candidates)
+    if not sampled and cfg.budget is not None and len(candidates) > cfg.budget:
+        candidates = candidates[torch.randperm(len(candidates), generator=generator)[:cfg.budget]]
+    best = None
+    for digits in candidates:
+        model, history = harden_widths(problem, ctx.groups, order, grid.widths_of(digits))
+        score = float(problem.metric(model))
+        if best is None or score > best[0]:
+            best = (score, model, history, digits)
+    if best is None:  # nothing in band: report the closest combination as a failure, unevaluated
+        best = (None, *harden_widths(problem, ctx.groups, order, grid.widths_of(closest)), closest)
+    score, model, history, digits = best
+    info = {"axes": names, "levels": grid.levels.tolist(), "grid_size": grid.size, "sampled": sampled,
+            "in_band_candidates": in_band_total, "best_metric": score, **asdict(cfg)}
+    return finish(ctx, method, model, measured_widths(model, ctx.groups), grid.coefficients_of(digits),
+                  evaluations=len(candidates), history=history, info=info)
+
+
+@register_method("grid")
+def grid(problem: PruningProblem, target: float, *, eps: float = 0.01, seed: int = 0, **options) -> PruneResult:
+    """One coefficient per component (shared by its intra groups) plus one for the latent; exhaustive grid."""
+    return _search(problem, target, eps, seed, options, "grid", per_group=False, default_budget=None)
+
+
+@register_method("grid-group")
+def grid_group(problem: PruningProblem, target: float, *, eps: float = 0.01, seed: int = 0,
+               **options) -> PruneResult:
+    """One coefficient per group; at most `budget` (default 512) in-band candidates, seeded."""
+    return _search(problem, target, eps, seed, options, "grid-group", per_group=True, default_budget=512)
