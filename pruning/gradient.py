@@ -155,7 +155,7 @@ def _optimise(ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig, tracker
         multiplier = max(0.0, multiplier + cfg.penalty * violation)
         if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
             tracker.observe()
-    return {"surrogate_scale": scale, "final_task_loss": float(task), "multiplier": multiplier}
+    return {"surrogate_scale": scale, "final_task_loss": float(task.detach()), "multiplier": multiplier}
 
 
 @register_method("gradient")

@@ -1,0 +1,80 @@
+"""Gradient search on soft coefficients: it lowers the task surrogate and lands in the band."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from pruning import GradientConfig, SoftMasks, build_groups, get_method, harden_widths, kept_widths, prepare, ranking
+from pruning.gradient import fix_up, uniform_start
+from test_groups import TinyAE, ae_problem, one_thread  # noqa: F401  (autouse fixture)
+
+
+def low_rank_images(n: int, seed: int) -> torch.Tensor:
+    """64-pixel 'images' driven by 6 hidden factors, so a trained 8-wide bottleneck has real structure."""
+    generator = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(6, 64, generator=torch.Generator().manual_seed(0))
+    return torch.sigmoid(torch.randn(n, 6, generator=generator) @ mixing)
+
+
+@pytest.fixture(scope="module")
+def trained_problem():
+    torch.manual_seed(0)
+    model, data = TinyAE(), low_rank_images(1024, seed=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(300):
+        x = data[(step * 128) % 1024:][:128]
+        loss = nn.functional.mse_loss(model(x), x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    batches, heldout = data.split(256), low_rank_images(256, seed=2)
+
+    def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
+        x = heldout if step < 0 else batches[step % len(batches)]
+        return nn.functional.mse_loss(masked(x), x)
+
+    return ae_problem(model, surrogate=surrogate)
+
+
+def heldout_loss(problem, model: nn.Module) -> float:
+    with torch.no_grad():
+        return float(problem.surrogate(model, -1))
+
+
+def test_gradient_lowers_the_surrogate_and_lands_in_band(trained_problem):
+    problem = trained_problem
+    ctx = prepare(problem, 0.5, 0.01)
+    order = ranking(problem, ctx.groups)
+    start = kept_widths({g.label: uniform_start(ctx) for g in ctx.groups}, ctx.groups)
+    uniform, _ = harden_widths(problem, ctx.groups, order, start)
+    result = get_method("gradient")(problem, 0.5, steps=150)
+    assert result.in_band and result.evaluations == 0 and result.history
+    assert heldout_loss(problem, result.model) < heldout_loss(problem, uniform)
+    assert result.widths != start  # width moved between groups
+    assert result.info["heldout_best"] == pytest.approx(heldout_loss(problem, result.model), rel=1e-4)
+
+
+def test_same_seed_same_coefficients(trained_problem):
+    a, b = (get_method("gradient")(trained_problem, 0.6, steps=40, seed=7) for _ in range(2))
+    assert a.coefficients == b.coefficients
+
+
+def test_fix_up_moves_single_channels_into_the_band(trained_problem):
+    ctx = prepare(trained_problem, 0.45, 0.01)
+    masks = SoftMasks(trained_problem.model, ctx.groups, ranking(trained_problem, ctx.groups), init=0.3,
+                      temperature=0.05)
+    for widths in ({g.label: g.width for g in ctx.groups}, {g.label: 2 for g in ctx.groups}):
+        assert not ctx.in_band(ctx.hard_sparsity(widths))
+        fixed = fix_up(ctx, masks, widths)
+        assert ctx.in_band(ctx.hard_sparsity(fixed))
+
+
+def test_gradient_input_errors(trained_problem):
+    with pytest.raises(ValueError, match="needs problem.surrogate"):
+        get_method("gradient")(ae_problem(), 0.5)
+    with pytest.raises(ValueError, match=r"unknown options \['budget'\].*'lr'"):
+        get_method("gradient")(trained_problem, 0.5, budget=3)
+    with pytest.raises(ValueError, match="select must be"):
+        GradientConfig(select="best")
+    assert len(build_groups(trained_problem)) == 5
