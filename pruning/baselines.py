@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
@@ -40,15 +41,22 @@ def _mask_copy(ctx: SearchContext, amount: float, norm: bool, seed: int) -> nn.M
 
 
 def effective_widths(model: nn.Module, ctx: SearchContext) -> dict[str, int]:
-    """Channels of each group still alive in at least one producer (a row not zeroed by its mask)."""
+    """Channels of each group still alive in at least one producer (a row not zeroed by its mask).
+
+    With one producer per group (every hidden width, the AE latent) this is exact. The TD-MPC latent has
+    two producers (encoder and dynamics outputs) masked independently: a channel counts as removed only
+    when both zero it, so the zeroed rows of the other producer are still counted (conservative).
+    """
     widths = {}
     for group in ctx.groups:
         alive = torch.zeros(group.width, dtype=torch.bool)
         for member in group.members:
             if member.kind == "out":
                 mask = getattr(model.get_submodule(member.module), "weight_mask", None)
-                rows = torch.ones(group.width, dtype=torch.bool) if mask is None else mask.any(dim=1)[list(member.idxs)]
-                alive |= rows
+                if mask is None:
+                    alive[:] = True
+                else:
+                    alive |= mask.any(dim=1)[list(member.idxs)]
         widths[group.label] = int(alive.sum())
     return widths
 
@@ -101,7 +109,8 @@ def _tp_prune(ctx: SearchContext, ratio: float, importance: str, seed: int) -> t
     model = copy.deepcopy(ctx.problem.model)
     frozen = [m.module for g in ctx.groups if not g.prunable for m in g.members if m.kind == "out"]
     ignored = output_modules(model, ctx.problem) + [model.get_submodule(name) for name in frozen]
-    scorer = tp.importance.RandomImportance() if importance == "random" else tp.importance.GroupMagnitudeImportance(p=2)
+    scorer = (tp.importance.RandomImportance() if importance == "random"
+              else tp.importance.GroupMagnitudeImportance(p=2))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pruner = tp.pruner.BasePruner(model, ctx.problem.example_inputs, importance=scorer,

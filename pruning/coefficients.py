@@ -1,9 +1,10 @@
 """Pruning coefficients: hard kept widths, physical removal, and differentiable soft channel masks."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -91,6 +92,21 @@ class SoftMasks:
         with torch.no_grad():
             for g in self.groups:
                 self.c[g.label].fill_((g.width - widths.get(g.label, g.width)) / g.width)
+
+    @contextlib.contextmanager
+    def pinned(self, widths: Mapping[str, int]) -> Iterator[SoftMasks]:
+        """Temporarily hard masks at exactly these kept widths; coefficients and temperature come back after."""
+        saved = {label: c.detach().clone() for label, c in self.c.items()}
+        temperature = self.temperature
+        self.set_widths(widths)
+        self.temperature = 0
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                for label, value in saved.items():
+                    self.c[label].copy_(value)
+            self.temperature = temperature
 
     def _hard(self, group: Group) -> torch.Tensor:
         removed = n_removed(float(self.c[group.label].detach()), group.width)

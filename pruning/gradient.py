@@ -19,7 +19,7 @@ from pruning.result import PruneResult
 class GradientConfig:
     """Defaults of the gradient method (all overridable as method options)."""
 
-    steps: int = 300
+    steps: int = 200
     """Adam steps on the coefficients."""
     lr: float = 0.02
     """Adam learning rate (coefficients live in [0, c_max])."""
@@ -74,9 +74,9 @@ def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> d
         if ctx.in_band(rho):
             break
         shrink = rho < ctx.target
-        options = [(label, lo, hi) for label, (lo, hi) in limits.items()
+        movable = [label for label, (lo, hi) in limits.items()
                    if (widths[label] > lo if shrink else widths[label] < hi)]
-        if not options:
+        if not movable:
             break
 
         def score(label: str) -> float:
@@ -85,7 +85,7 @@ def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> d
             value = float(values[label][channel]) / max(_move_cost(ctx, widths, label, -1 if shrink else 1), 1)
             return value if shrink else -value
 
-        label = min((o[0] for o in options), key=score)
+        label = min(movable, key=score)
         moved = {**widths, label: widths[label] + (-1 if shrink else 1)}
         if abs(ctx.hard_sparsity(moved) - ctx.target) >= abs(rho - ctx.target):
             break  # overshoots the band by more than it gains
@@ -105,15 +105,8 @@ class _Tracker:
     def heldout(self, widths: dict[str, int]) -> float:
         key = tuple(sorted(widths.items()))
         if key not in self.scored:
-            saved, temperature = {k: v.detach().clone() for k, v in self.masks.c.items()}, self.masks.temperature
-            self.masks.set_widths(widths)
-            self.masks.temperature = 0
-            with torch.no_grad():
+            with self.masks.pinned(widths), torch.no_grad():
                 self.scored[key] = float(self.ctx.problem.surrogate(self.masks.model, -1))
-            with torch.no_grad():
-                for label, value in saved.items():
-                    self.masks.c[label].copy_(value)
-            self.masks.temperature = temperature
         return self.scored[key]
 
     def observe(self) -> None:
@@ -140,6 +133,7 @@ def _optimise(ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig, tracker
     with torch.no_grad():
         scale = max(float(surrogate(masks.model, 0)), 1e-12)
     multiplier, task = 0.0, torch.tensor(0.0)
+    tracker.observe()  # the uniform start competes too
     for step in range(cfg.steps):
         masks.temperature = cfg.t_start * (cfg.t_end / cfg.t_start) ** (step / max(cfg.steps - 1, 1))
         task = surrogate(masks.model, step) / scale

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pruning import count_params, get_method, list_methods, validate_target
+from pruning import count_macs, count_params, get_method, list_methods, measure_latency_ms, validate_target
 from test_groups import TinyTOLD, ae_problem, told_problem, told_rollout, one_thread  # noqa: F401  (autouse fixture)
 
 METHODS = ["torch-random", "torch-l2", "tp-random", "tp-magnitude", "grid", "grid-group", "gradient"]
@@ -96,3 +96,13 @@ def test_unreachable_target_fails_before_any_work():
     with pytest.raises(ValueError, match=r"max reachable sparsity is 0\.\d+"):
         get_method("grid")(problem, 0.9, budget=3)
     assert calls == []
+
+
+def test_macs_follow_the_traced_forward_and_shrink_with_physical_pruning(problem):
+    obs = problem.example_inputs
+    pruned = get_method("tp-magnitude")(problem, 0.7, eps=0.02).model
+    dense_macs = count_macs(problem.model, obs, told_rollout)
+    encoder_macs = count_macs(problem.model.encoder, obs)
+    assert 6 * 24 + 24 * 12 <= encoder_macs < dense_macs  # per sample: weights plus bias/activation ops
+    assert 0 < count_macs(pruned, obs, told_rollout) < 0.5 * dense_macs
+    assert measure_latency_ms(pruned.encoder, obs, repeats=3) > 0
