@@ -166,6 +166,8 @@ def load_suite(name_or_path: str, known_models: list[str], known_methods: list[s
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise SuiteError(f"{path} is not valid TOML: {err}") from err
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("methods") and isinstance(raw.get("method_options"), dict):
+        raw["method_options"] = {m: o for m, o in raw["method_options"].items() if m in overrides["methods"]}
     return parse_suite(raw, known_models, known_methods)
 
 

@@ -26,7 +26,7 @@ class AutoencoderUseCase(UseCase):
     """MNIST autoencoder: grid search scores PSNR on validation images, gradient descent the train-split MSE.
 
     Options: `valid_images` (validation images per grid candidate, default 2000), `calib_images`
-    (train images for the gradient surrogate, default 2048), `calib_batch` (default 256).
+    (train images for the gradient surrogate, default 2048, plus one held-out batch), `calib_batch` (default 256).
     """
 
     name = "ae"
@@ -45,10 +45,12 @@ class AutoencoderUseCase(UseCase):
 
     def problem(self, model: nn.Module, seed: int, latent_prunable: bool) -> PruningProblem:
         valid = _subset(mnist_tensor("valid"), self.valid_images, seed)
-        calib = _subset(mnist_tensor("train"), self.calib_images, seed).split(self.calib_batch)
+        calib = _subset(mnist_tensor("train"), self.calib_images + self.calib_batch, seed).split(self.calib_batch)
+        train_batches, heldout = calib[:-1], calib[-1]
 
         def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
-            x = calib[step % len(calib)]
+            """Reconstruction MSE on train-split batches; step < 0 asks for the held-out batch."""
+            x = heldout if step < 0 else train_batches[step % len(train_batches)]
             return nn.functional.mse_loss(masked(x), x)
 
         return PruningProblem(
