@@ -55,6 +55,13 @@ def harden(problem: PruningProblem, groups: list[Group], order: Mapping[str, tor
     return harden_widths(problem, groups, order, kept_widths(coeffs, groups))
 
 
+def _positions(order: torch.Tensor) -> torch.Tensor:
+    """Rank position of every channel (0 = least important) from channel indices in importance order."""
+    position = torch.empty(len(order))
+    position[order] = torch.arange(len(order), dtype=torch.float32)
+    return position
+
+
 class SoftMasks:
     """Soft channel masks m_gj = sigmoid((r_gj - c_g) / T) on the consumer side of every prunable group.
 
@@ -72,16 +79,26 @@ class SoftMasks:
         self.groups = [g for g in groups if g.prunable]
         self.temperature = temperature
         self.straight_through = straight_through
-        self.c = {g.label: nn.Parameter(torch.tensor(float(init if isinstance(init, (int, float))
-                                                             else init.get(g.label, 0.0))))
-                  for g in self.groups}
-        self._position = {g.label: torch.empty(g.width).index_copy_(
-            0, order[g.label], torch.arange(g.width, dtype=torch.float32)) for g in self.groups}
+        start = (lambda label: float(init)) if isinstance(init, (int, float)) else (
+            lambda label: float(init.get(label, 0.0)))
+        self.c = {g.label: nn.Parameter(torch.tensor(start(g.label))) for g in self.groups}
+        self._order = {g.label: order[g.label] for g in self.groups}
+        self._position = {g.label: _positions(order[g.label]) for g in self.groups}
         self._slots: dict[tuple[str, str], list[tuple[Group, torch.Tensor]]] = {}
         for g in self.groups:
             for m in g.members:
                 self._slots.setdefault((m.module, m.kind), []).append((g, torch.tensor(m.idxs)))
+        self._check_supported()
         self._handles: list = []
+
+    def _check_supported(self) -> None:
+        for name, kind in self._slots:
+            module = self.model.get_submodule(name)
+            if kind == "in" and not isinstance(module, nn.Linear):
+                raise NotImplementedError(f"soft masks feed nn.Linear consumers only; {name!r} is "
+                                          f"{type(module).__name__}")
+            if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
+                raise NotImplementedError(f"LayerNorm {name!r} normalises over several axes")
 
     def parameters(self) -> list[nn.Parameter]:
         """The coefficients, in group order (for an optimizer)."""
@@ -126,7 +143,7 @@ class SoftMasks:
 
     def mask_by_rank(self, group: Group) -> torch.Tensor:
         """Mask of each channel of `group` ordered least important first."""
-        return self.mask(group)[self._position[group.label].argsort()]
+        return self.mask(group)[self._order[group.label]]
 
     def expected_widths(self) -> dict[str, torch.Tensor]:
         """Expected kept width (sum of masks) per prunable group; differentiable in c."""
@@ -151,7 +168,9 @@ class SoftMasks:
             mean = (x * w).sum(-1, keepdim=True) / w.sum()
             var = (w * (x - mean) ** 2).sum(-1, keepdim=True) / w.sum()
             y = (x - mean) / torch.sqrt(var + module.eps)
-            return y * module.weight + module.bias if module.elementwise_affine else y
+            if module.weight is not None:
+                y = y * module.weight
+            return y + module.bias if module.bias is not None else y
         return hook
 
     def install(self) -> SoftMasks:
@@ -162,9 +181,7 @@ class SoftMasks:
             module = self.model.get_submodule(name)
             if kind == "in":
                 self._handles.append(module.register_forward_pre_hook(self._consumer_hook(name)))
-            elif kind == "norm" and isinstance(module, nn.LayerNorm):
-                if len(module.normalized_shape) != 1:
-                    raise NotImplementedError(f"LayerNorm {name!r} normalises over several axes")
+            elif isinstance(module, nn.LayerNorm):
                 self._handles.append(module.register_forward_hook(self._norm_hook(name)))
         return self
 

@@ -58,9 +58,9 @@ class _Grid:
     def __init__(self, ctx: SearchContext, axis_of: list[int | None], n_axes: int, levels: torch.Tensor):
         self.ctx, self.axis_of, self.n_axes, self.levels = ctx, axis_of, n_axes, levels
         self.size = len(levels) ** n_axes
-        table = torch.tensor([[g.width - (n_removed(float(c), g.width) if axis is not None else 0)
-                               for c in levels] for g, axis in zip(ctx.groups, axis_of)], dtype=torch.float64)
-        self.table = table  # (groups, levels): kept width of each group at each level
+        self.table = torch.tensor([[g.width - (n_removed(float(c), g.width) if axis is not None else 0)
+                                    for c in levels] for g, axis in zip(ctx.groups, axis_of)], dtype=torch.float64)
+        """(groups, levels): kept width of each group at each level."""
         self.gather_axis = torch.tensor([a if a is not None else 0 for a in axis_of])
 
     def digits(self, flat: torch.Tensor) -> torch.Tensor:
@@ -89,29 +89,34 @@ class _Grid:
         return (rho - self.ctx.target).abs() <= self.ctx.eps + 1e-12, rho
 
 
-def _enumerate(grid: _Grid, cfg: GridConfig) -> tuple[torch.Tensor, torch.Tensor]:
+Closest = tuple[float, torch.Tensor] | None
+"""(distance to the target, digits) of the combination nearest to the target so far."""
+
+
+def _closer(best: Closest, digits: torch.Tensor, rho: torch.Tensor, target: float) -> Closest:
+    gap, i = (rho - target).abs().min(0)
+    return (float(gap), digits[i]) if best is None or gap < best[0] else best
+
+
+def _enumerate(grid: _Grid, cfg: GridConfig) -> tuple[torch.Tensor, Closest]:
     """All in-band combinations (digits) of the grid, and the closest combination overall."""
-    found, closest, closest_gap = [], None, math.inf
+    found, closest = [], None
     for start in range(0, grid.size, cfg.chunk):
         digits = grid.digits(torch.arange(start, min(start + cfg.chunk, grid.size)))
         mask, rho = grid.in_band(digits)
         found.append(digits[mask])
-        gap, i = (rho - grid.ctx.target).abs().min(0)
-        if gap < closest_gap:
-            closest, closest_gap = digits[i], float(gap)
+        closest = _closer(closest, digits, rho, grid.ctx.target)
     return torch.cat(found), closest
 
 
-def _sample(grid: _Grid, cfg: GridConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct in-band combinations drawn at random until the budget is met, and the closest drawn."""
-    seen, found, closest, closest_gap, drawn = set(), [], None, math.inf, 0
+def _sample(grid: _Grid, cfg: GridConfig, generator: torch.Generator) -> tuple[torch.Tensor, Closest]:
+    """Distinct in-band combinations drawn uniformly at random until the budget is met, and the closest."""
+    seen, found, closest, drawn = set(), [], None, 0
     while len(found) < cfg.budget and drawn < cfg.max_draws:
         digits = torch.randint(len(grid.levels), (cfg.chunk, grid.n_axes), generator=generator)
         drawn += cfg.chunk
         mask, rho = grid.in_band(digits)
-        gap, i = (rho - grid.ctx.target).abs().min(0)
-        if gap < closest_gap:
-            closest, closest_gap = digits[i], float(gap)
+        closest = _closer(closest, digits, rho, grid.ctx.target)
         for row in digits[mask].tolist():
             if tuple(row) not in seen and len(found) < cfg.budget:
                 seen.add(tuple(row))
@@ -145,7 +150,7 @@ def _search(problem: PruningProblem, target: float, eps: float, seed: int, optio
         if best is None or score > best[0]:
             best = (score, model, history, digits)
     if best is None:  # nothing in band: report the closest combination as a failure, unevaluated
-        best = (None, *harden_widths(problem, ctx.groups, order, grid.widths_of(closest)), closest)
+        best = (None, *harden_widths(problem, ctx.groups, order, grid.widths_of(closest[1])), closest[1])
     score, model, history, digits = best
     info = {"axes": names, "levels": grid.levels.tolist(), "grid_size": grid.size, "sampled": sampled,
             "in_band_candidates": in_band_total, "best_metric": score, **asdict(cfg)}

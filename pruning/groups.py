@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch.nn as nn
 import torch_pruning as tp
@@ -12,8 +12,7 @@ from pruning.problem import PruningProblem
 MemberKind = Literal["out", "in", "norm"]
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):
     """One module's share of a group: channel `idxs[j]` of `module` belongs to group channel j."""
 
     module: str

@@ -79,3 +79,11 @@ def test_grid_needs_a_metric_and_a_budget_for_huge_grids():
         get_method("grid")(problem, 0.5, max_enumerate=1000)
     with pytest.raises(ValueError, match=r"unknown options \['steps'\]"):
         get_method("grid")(problem, 0.5, steps=3)
+
+
+def test_a_band_no_candidate_meets_is_reported_as_a_failure_without_evaluations():
+    problem, metric = counted_ae_problem()
+    result = get_method("grid")(problem, 0.5, eps=1e-6)
+    assert not result.in_band and result.evaluations == 0 and metric.sparsities == []
+    assert result.info["in_band_candidates"] == 0
+    assert abs(result.achieved - 0.5) < 0.05  # the closest combination, honestly labelled
