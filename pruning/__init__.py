@@ -1,8 +1,11 @@
 """Component-aware structured pruning of neural-network controllers (model-agnostic).
 
-    >>> from pruning import PruningProblem, build_groups, get_method
-    >>> problem = PruningProblem(model, {"encoder": "encoder", "decoder": "decoder"}, ["decoder.4"], x)
-    >>> result = get_method("gradient")(problem, 0.5)
+    >>> from pruning import PruningProblem, build_groups, format_group_table, get_method
+    >>> problem = PruningProblem(model, {"encoder": "encoder", "decoder": "decoder"}, ["decoder.4"],
+    ...                          example_inputs=x[:4], metric=psnr_on_valid, surrogate=mse_on_calib)
+    >>> print(format_group_table(build_groups(problem)))
+    >>> result = get_method("gradient")(problem, 0.5, eps=0.01, seed=0)   # or "tp-magnitude", "grid", ...
+    >>> result.model, result.achieved, result.in_band, result.widths
 """
 from pruning.coefficients import SoftMasks, coefficients_for, harden, harden_widths, kept_widths, n_removed
 from pruning.context import SearchContext, max_sparsity, prepare
@@ -15,6 +18,7 @@ from pruning.sparsity import ParamModel, count_params, sparsity
 from pruning.stats import count_macs, measure_latency_ms
 from pruning import baselines, grid, gradient  # noqa: F401  (registers the methods)
 from pruning.gradient import GradientConfig
+from pruning.grid import GridConfig
 
 __all__ = [
     "PruningProblem", "validate_problem", "validate_target",
@@ -24,6 +28,6 @@ __all__ = [
     "kept_widths", "n_removed", "coefficients_for", "harden", "harden_widths", "SoftMasks",
     "SearchContext", "prepare", "max_sparsity",
     "PruneResult", "register_method", "get_method", "list_methods",
-    "GradientConfig",
+    "GradientConfig", "GridConfig",
     "count_macs", "measure_latency_ms",
 ]

@@ -105,3 +105,19 @@ def test_ranking_is_deterministic_and_seeded():
     assert all(sorted(v.tolist()) == list(range(g.width)) for g, v in zip(groups, r1.values()))
     with pytest.raises(ValueError, match=r"valid choices: \['magnitude', 'random'\]"):
         ranking(problem, groups, "taylor")
+
+
+def test_straight_through_masks_are_hard_forward_and_soft_backward():
+    problem = ae_problem()
+    groups = build_groups(problem)
+    order = ranking(problem, groups)
+    masks = SoftMasks(problem.model, groups, order, init=0.3, temperature=0.05, straight_through=True)
+    group = groups[0]
+    mask = masks.mask(group)
+    with masks.pinned(kept_widths({group.label: 0.3}, groups)):
+        hard = masks.mask(group)
+    torch.testing.assert_close(mask.detach(), hard, rtol=0, atol=1e-6)
+    assert int(hard.sum()) == group.width - round(0.3 * group.width)
+    mask.sum().backward()
+    assert float(masks.c[group.label].grad) < 0
+    assert float(masks.c[group.label].detach()) == pytest.approx(0.3)  # pinned() gave the coefficient back
