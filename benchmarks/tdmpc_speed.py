@@ -104,10 +104,12 @@ def to_markdown(rows: list[SpeedRow], meta: dict) -> str:
     lines = ["# TD-MPC speed", "",
              f"`{meta['command']}` on {meta['nproc']} cores, {meta['threads']} torch thread(s), "
              f"torch {meta['torch']}, task {meta['task']}, {meta['time']}.",
-             f"Measured fp32 matmul rate: **{meta['gflops']:.0f} GFLOP/s** (1024x1024 matmul); the roofline "
-             "columns divide each call's counted FLOPs by it. Env steps/s assume one plan and one update per "
-             "agent step, no evaluation. Medians; on a shared machine they vary with load "
-             f"(load average at start: {meta['load']}).", "",
+             "Measured fp32 matmul rate (1024x1024): "
+             + ", ".join(f"**{g:.0f} GFLOP/s** with {n} thread(s)" for n, g in meta["gflops_by_threads"].items())
+             + f"; the roofline columns divide each call's counted FLOPs by the {meta['threads']}-thread rate.",
+             "Plans use the full horizon (training grows it from 1 over `horizon_schedule_steps`). Env steps/s "
+             "assume one plan and one update per agent step and no evaluation. Medians; on a shared machine "
+             f"they vary with load (load average at start: {meta['load']}).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(f"| {r.config} | {r.params:,} | {r.plan_ms:.1f} | {r.update_ms:.1f} | {r.env_ms:.2f} | "
@@ -126,12 +128,17 @@ def main(argv: list[str] | None = None) -> None:
                     help="comma-separated preset/precision pairs")
     ap.add_argument("--out", default="results/tdmpc_speed", help="output path without extension")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    gflops = matmul_gflops()
+    rates = {}
+    for n in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(n)
+        rates[n] = matmul_gflops()
+    torch.set_num_threads(args.threads)
+    gflops = rates.get(args.threads) or matmul_gflops()
     meta = {"command": "python -m benchmarks.tdmpc_speed " + " ".join(argv or []),
             "nproc": os.cpu_count(), "threads": args.threads, "torch": torch.__version__, "task": args.task,
             "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gflops": gflops,
+            "gflops_by_threads": rates,
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
     rows = []
     for item in args.configs.split(","):
