@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         rates[n] = matmul_gflops()
     torch.set_num_threads(args.threads)
     gflops = rates.get(args.threads) or matmul_gflops()
-    meta = {"command": "python -m benchmarks.tdmpc_speed " + " ".join(argv or []),
+    flags = sys.argv[1:] if argv is None else argv
+    meta = {"command": " ".join(["python -m benchmarks.tdmpc_speed", *flags]),
             "nproc": os.cpu_count(), "threads": args.threads, "torch": torch.__version__, "task": args.task,
             "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gflops": gflops,
             "gflops_by_threads": rates,
