@@ -24,7 +24,7 @@ from benchmarks.stability import kept_indices, linear_cka, mean_cosine
 from benchmarks.store import Cell, ResultStore, fingerprint, write_atomic
 from benchmarks.suite import Suite, suite_to_dict
 from benchmarks.usecases import UseCase, get_usecase
-from pruning import PruneResult, count_params, get_method
+from pruning import count_params, get_method
 
 DENSE = "dense"
 RESULTS_ROOT = Path("results")
@@ -58,12 +58,7 @@ def _cell_seed(cell: Cell) -> int:
     return int(hashlib.sha256(cell.key.encode()).hexdigest()[:8], 16)
 
 
-def _stability(usecase: UseCase, dense_latents: torch.Tensor, result: PruneResult | None, model: nn.Module,
-               seed: int) -> dict[str, float]:
-    pruned = usecase.latents(model, seed)
-    kept = None
-    if result is not None and pruned.shape[1] != dense_latents.shape[1]:
-        kept = kept_indices(result.history, usecase.latent_layer, dense_latents.shape[1])
+def _stability(dense_latents: torch.Tensor, pruned: torch.Tensor, kept: torch.Tensor | None) -> dict[str, float]:
     return {"latent_cosine": mean_cosine(dense_latents, pruned, kept), "latent_cka": linear_cka(dense_latents, pruned)}
 
 
@@ -93,7 +88,10 @@ class Worker:
             result = get_method(cell.method)(problem, cell.target_sparsity, eps=self.suite.eps, seed=cell.seed, **options)
             model = result.model.eval()
         metric, spread = self.usecase.evaluate(model, cell.seed)
-        dense_latents = self.usecase.latents(self.dense, cell.seed)
+        dense_latents, latents = self.usecase.latents(self.dense, cell.seed), self.usecase.latents(model, cell.seed)
+        kept = None
+        if result is not None and latents.shape[1] != dense_latents.shape[1]:
+            kept = kept_indices(result.history, self.usecase.latent_layer, dense_latents.shape[1])
         row = {
             "model": cell.model, "method": cell.method, "latent_prunable": cell.latent_prunable,
             "target_sparsity": cell.target_sparsity, "seed": cell.seed,
@@ -105,8 +103,8 @@ class Worker:
             "search_seconds": result.search_seconds if result else 0.0,
             "evaluations": result.evaluations if result else 0,
             "widths": ";".join(f"{k}:{v}" for k, v in result.widths.items()) if result else "",
-            **_stability(self.usecase, dense_latents, result, model, cell.seed),
-            **self.usecase.extra_metrics(self.dense, model, cell.seed),
+            **_stability(dense_latents, latents, kept),
+            **self.usecase.extra_metrics(self.dense, model, cell.seed, kept),
             **self.usecase.latency(model),
         }
         return row, self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite) else {}

@@ -57,8 +57,8 @@ class UseCase(ABC):
         """Side data kept with a cell for figures (e.g. reconstructions); empty by default."""
         return {}
 
-    def extra_metrics(self, dense: nn.Module, model: nn.Module, seed: int) -> dict[str, float]:
-        """Further columns (e.g. rollout_error); empty by default."""
+    def extra_metrics(self, dense: nn.Module, model: nn.Module, seed: int, kept: torch.Tensor | None) -> dict[str, float]:
+        """Further columns (e.g. rollout_error); `kept` = surviving latent indices when the latent shrank."""
         return {}
 
 

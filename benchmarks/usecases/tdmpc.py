@@ -1,0 +1,230 @@
+"""Use cases `tdmpc-<task>`: a shipped TD-MPC agent, scored by the planner's episode return.
+
+The gradient method's surrogate is a planner-aware distillation to the dense agent on states it visits:
+MPPI ranks candidate action sequences by their estimated value (discounted predicted rewards plus the
+terminal min-Q), and its weights ignore a shift of all values of one state. So the surrogate compares, per
+visited state, the *centered* values of the same candidate sequences under the dense and the pruned model,
+plus the policy's actions (used for the π-trajectory mixture and the terminal value).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from agents.tdmpc import TDMPC, TOLD, load_agent, output_layers, trace_forward
+from agents.tdmpc.planner import planning_horizon
+from agents.tdmpc.train import evaluate
+from benchmarks.usecases.base import UseCase, register_usecase
+from envs import make_env
+from pruning import PruningProblem, count_macs
+
+EVAL_SEED = 10_000
+"""Evaluation episodes of cell seed s reset the env with EVAL_SEED + 100 s + i (never used in training)."""
+CALIB_SEED = 20_000
+"""Episodes whose visited states feed the surrogate and the grid's validation returns."""
+
+
+def default_checkpoint(task: str) -> Path:
+    return Path(f"checkpoints/tdmpc/{task}-seed1/agent.pt")
+
+
+def train_command(task: str) -> str:
+    return f"ctrlprune train tdmpc --task {task} --seed 1 --steps 100000 --out checkpoints/tdmpc/{task}-seed1"
+
+
+@dataclass
+class Visits:
+    """States the dense agent visits, with the actions its planner took there (episode-ordered)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+
+
+def _roll_values(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: float) -> torch.Tensor:
+    """Estimated value of action sequences [H, N, act] from latents [N, d], as the planner computes it."""
+    value, scale = torch.zeros(z.shape[0], 1), 1.0
+    for a in actions:
+        z, r = model.next(z, a)
+        value = value + scale * r
+        scale *= discount
+    q1, q2 = model.Q(z, model.pi_action(z))
+    return value + scale * torch.minimum(q1, q2)
+
+
+@register_usecase("tdmpc", prefix=True)
+class TDMPCUseCase(UseCase):
+    """A TD-MPC agent on a dm_control/gymnasium task.
+
+    Options: `episodes` (evaluation episodes per cell, default 10), `grid_episodes` (episodes per grid
+    candidate, default 2), `calib_episodes` (dense episodes whose states feed the surrogate, default 2),
+    `states` (visited states per surrogate batch, default 64), `candidates` (action sequences per state,
+    default 16), `pi_weight` (weight of the policy term, default 1).
+    """
+
+    metric_name = "return"
+    latent_layer = "encoder.2"
+
+    def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
+                 calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 1.0) -> None:
+        super().__init__(checkpoint or str(default_checkpoint(task)))
+        self.task, self.name = task, f"tdmpc-{task}"
+        self.episodes, self.grid_episodes, self.calib_episodes = episodes, grid_episodes, calib_episodes
+        self.states, self.candidates, self.pi_weight = states, candidates, pi_weight
+        self.env = make_env(task, seed=0)
+        self._agent: TDMPC | None = None
+        self._visits: Visits | None = None
+
+    # -- the dense agent and the pruned agents -------------------------------------------------------
+    def agent(self) -> TDMPC:
+        if self._agent is None:
+            if not Path(self.checkpoint).is_file():
+                raise FileNotFoundError(f"no TD-MPC agent for {self.task} at {self.checkpoint}; train one with: "
+                                        f"{train_command(self.task)}")
+            self._agent = load_agent(Path(self.checkpoint), task=self.task)
+        return self._agent
+
+    def load(self) -> nn.Module:
+        return self.agent().model.eval()
+
+    def wrap(self, model: TOLD) -> TDMPC:
+        """An agent that plans with `model` (the dense agent's config, schedules and step)."""
+        dense = self.agent()
+        agent = copy.copy(dense)
+        agent.model = model.eval()
+        agent.planner = type(dense.planner)(dense.cfg, dense.act_dim)
+        return agent
+
+    # -- data ------------------------------------------------------------------------------------------
+    def visits(self) -> Visits:
+        """States and planner actions of `calib_episodes` dense episodes (cached)."""
+        if self._visits is None:
+            agent, obs, actions = self.agent(), [], []
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(CALIB_SEED)
+                for i in range(self.calib_episodes):
+                    o, _ = self.env.reset(seed=CALIB_SEED + i)
+                    done, t = False, 0
+                    while not done:
+                        a = agent.act(o, eval_mode=True, step=agent.step, t0=t == 0)
+                        obs.append(o)
+                        actions.append(a)
+                        o, _, term, trunc, _ = self.env.step(a)
+                        done, t = term or trunc, t + 1
+            self._visits = Visits(torch.as_tensor(np.array(obs)), torch.as_tensor(np.array(actions)))
+        return self._visits
+
+    def _sequences(self, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Candidate action sequences [H, B*K, act] around the planner's own actions from each start."""
+        v, horizon = self.visits(), planning_horizon(self.agent().cfg, self.agent().step)
+        idx = (start.unsqueeze(0) + torch.arange(horizon).unsqueeze(1)).clamp(max=len(v.actions) - 1)
+        taken = v.actions[idx].repeat_interleave(self.candidates, dim=1)
+        noise = torch.randn(taken.shape, generator=gen) * torch.linspace(0, 1, self.candidates).repeat(len(start)).view(1, -1, 1)
+        return (taken + noise).clamp(-1, 1)
+
+    def _batch(self, step: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        start = torch.randint(len(self.visits().obs), (self.states,), generator=gen)
+        return start, self._sequences(start, gen)
+
+    # -- the pruning problem ---------------------------------------------------------------------------
+    def problem(self, model: nn.Module, seed: int, latent_prunable: bool) -> PruningProblem:
+        visits, dense, discount = self.visits(), self.agent().model, self.agent().cfg.discount
+        heldout = self._batch(-1, seed + 7919)
+        cache: dict[int, tuple] = {}
+
+        def targets(step: int) -> tuple:
+            if step not in cache:
+                start, seqs = heldout if step < 0 else self._batch(step % 64, seed)
+                with torch.no_grad():
+                    z = dense.h(visits.obs[start]).repeat_interleave(self.candidates, dim=0)
+                    values = _roll_values(dense, z, seqs, discount).view(len(start), -1)
+                    pi = dense.pi_action(dense.h(visits.obs[start]))
+                cache[step] = (start, seqs, values - values.mean(1, keepdim=True), pi)
+            return cache[step]
+
+        def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
+            """Centered value error over candidate sequences (planner-invariant shift removed) + policy error."""
+            start, seqs, dense_centered, dense_pi = targets(step)
+            z = masked.h(visits.obs[start])
+            values = _roll_values(masked, z.repeat_interleave(self.candidates, dim=0), seqs, discount).view(len(start), -1)
+            value_err = ((values - values.mean(1, keepdim=True)) - dense_centered).pow(2).mean()
+            value_err = value_err / dense_centered.pow(2).mean().clamp_min(1e-8)
+            return value_err + self.pi_weight * (masked.pi_action(z) - dense_pi).pow(2).mean()
+
+        def grid_metric(candidate: nn.Module) -> float:
+            mean, _, _ = evaluate(self.wrap(candidate), self.env, self.grid_episodes, CALIB_SEED + 500 + 100 * seed)
+            return mean
+
+        obs = visits.obs[:4]
+        return PruningProblem(
+            model=model, components={n: n for n in ("encoder", "dynamics", "reward", "pi", "q1", "q2")},
+            output_layers=output_layers(model), example_inputs={"obs": obs, "action": visits.actions[:4]},
+            forward_fn=trace_forward, latent_prunable=latent_prunable, metric=grid_metric, surrogate=surrogate,
+        )
+
+    # -- evaluation --------------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, seed: int) -> tuple[float, float]:
+        mean, std, _ = evaluate(self.wrap(model), self.env, self.episodes, EVAL_SEED + 100 * seed)
+        return mean, std
+
+    def latents(self, model: nn.Module, seed: int) -> torch.Tensor:
+        with torch.no_grad():
+            return model.h(self.visits().obs)
+
+    def latency_inputs(self) -> dict[str, Any]:
+        v = self.visits()
+        return {"b1": {"obs": v.obs[:1], "action": v.actions[:1]}}
+
+    def macs(self, model: nn.Module) -> int:
+        return count_macs(model, self.latency_inputs()["b1"], trace_forward)
+
+    def latency(self, model: nn.Module) -> dict[str, float]:
+        """`latency_ms_b1`: one planned action (MPPI, eval mode); `latency_ms_b256`: one value estimate of
+        256 candidate sequences (the planner's inner batch)."""
+        agent, obs = self.wrap(model), self.visits().obs
+        times = []
+        for i in range(12):
+            begin = time.perf_counter()
+            agent.plan(obs[i], eval_mode=True, step=agent.step, t0=i == 0)
+            times.append((time.perf_counter() - begin) * 1e3)
+        start, seqs = self._batch(0, 0)
+        z = model.h(obs[start]).repeat_interleave(self.candidates, dim=0)[:256]
+        value_times = []
+        with torch.inference_mode():
+            for _ in range(12):
+                begin = time.perf_counter()
+                _roll_values(model, z, seqs[:, :256], agent.cfg.discount)
+                value_times.append((time.perf_counter() - begin) * 1e3)
+        return {"latency_ms_b1": float(np.median(times[2:])), "latency_ms_b256": float(np.median(value_times[2:]))}
+
+    def extra_metrics(self, dense: nn.Module, model: nn.Module, seed: int, kept: torch.Tensor | None) -> dict[str, float]:
+        """`rollout_error`: relative error of 5-step latent rollouts (planner's actions) against the dense model,
+        on the latent coordinates the pruned model kept."""
+        v, horizon = self.visits(), 5
+        start = torch.arange(0, len(v.obs) - horizon, 7)
+        with torch.no_grad():
+            zd, zp = dense.h(v.obs[start]), model.h(v.obs[start])
+            errors = []
+            for t in range(horizon):
+                a = v.actions[start + t]
+                zd, _ = dense.next(zd, a)
+                zp, _ = model.next(zp, a)
+                ref = zd if kept is None or zp.shape[1] == zd.shape[1] else zd[:, kept]
+                errors.append(((zp - ref).norm(dim=1) / ref.norm(dim=1).clamp_min(1e-8)).mean())
+        return {"rollout_error": float(torch.stack(errors).mean())}
+
+
+def replay_on_target(target: TOLD, history: list, example_inputs: dict) -> TOLD:
+    """Apply a pruned model's torch-pruning history to (a copy of) its target network."""
+    target = copy.deepcopy(target)
+    graph = tp.DependencyGraph().build_dependency(target, example_inputs, forward_fn=trace_forward)
+    graph.load_pruning_history(history)
+    return target
