@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -144,8 +144,11 @@ def _execute(suite: Suite, todo: list[Cell], workers: int) -> Iterator[tuple[Cel
 
 
 def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, workers: int | None = None,
-              quiet: bool = False) -> ResultStore:
-    """Run every missing cell of `suite`, storing each as it finishes, then rebuild metrics.csv."""
+              quiet: bool = False, on_cell: Callable[[Cell, dict[str, Any]], None] | None = None) -> ResultStore:
+    """Run every missing cell of `suite`, storing each as it finishes, then rebuild metrics.csv.
+
+    `on_cell(cell, row)` is called after each finished cell is stored (e.g. to print its row).
+    """
     usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
     usecase.load()  # fail early (missing or corrupt checkpoint) before any result is touched
     store = ResultStore(root / suite.name, cell_fingerprinter(suite, usecase))
@@ -163,6 +166,8 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
             store.write_csv(cells)
             bar.set_postfix_str(f"{cell} -> {row['metric_name']} {row['metric']:.2f}")
             bar.update()
+            if on_cell is not None:
+                on_cell(cell, row)
     store.write_csv(cells)
     _write_run_info(store, suite, time.perf_counter() - started, len(todo))
     return store
