@@ -6,6 +6,9 @@
     ctrlprune list                                         models, methods, suites, tasks
     ctrlprune plots results/ae                             regenerate every figure from metrics.csv
     ctrlprune summary results/ae                           rebuild summary.md and TensorBoard records
+    ctrlprune report results/ae [--html]                   one page: summary tables and figures
+    ctrlprune prune --model ae --method gradient --sparsity 0.5 --out p.pt   prune once, save safely
+    ctrlprune eval p.pt                                    load a saved pruned model and score it
 """
 from __future__ import annotations
 
@@ -44,9 +47,15 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
     overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers}
     suite = load_suite(ns.suite, *_known(), **overrides)
-    store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet)
+    store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet, on_cell=_print_row if ns.verbose else None)
     _finish(store.root, _reproduce_command(ns), quiet=ns.quiet)
     return 0
+
+
+def _print_row(cell, row: dict) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"{cell}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
 
 def _reproduce_command(ns: argparse.Namespace) -> str:
@@ -73,12 +82,15 @@ def _finish(result_dir: Path, command: str, quiet: bool = False) -> None:
         print(f"TensorBoard: tensorboard --logdir {result_dir / 'tb'}")
 
 
-def cmd_summary(ns: argparse.Namespace) -> int:
+def _recorded_command(result_dir: Path) -> str:
     import json
 
-    info = Path(ns.dir) / "run.json"
-    command = f"ctrlprune bench --suite {json.loads(info.read_text())['suite']['name']}" if info.is_file() else "ctrlprune bench"
-    _finish(Path(ns.dir), command, quiet=ns.quiet)
+    info = result_dir / "run.json"
+    return f"ctrlprune bench --suite {json.loads(info.read_text())['suite']['name']}" if info.is_file() else "ctrlprune bench"
+
+
+def cmd_summary(ns: argparse.Namespace) -> int:
+    _finish(Path(ns.dir), _recorded_command(Path(ns.dir)), quiet=ns.quiet)
     return 0
 
 
@@ -87,6 +99,71 @@ def cmd_plots(ns: argparse.Namespace) -> int:
 
     for path in make_plots(ns.dir):
         print(path)
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from benchmarks.plots import make_plots
+
+    page = write_report(Path(ns.dir), make_plots(ns.dir), html=ns.html)
+    print(page)
+    return 0
+
+
+def write_report(result_dir: Path, figures: list[Path], html: bool = False) -> Path:
+    """DIR/report.md: the summary tables plus every figure as a relative image link (and report.html)."""
+    from benchmarks.report import summary_markdown
+    from benchmarks.store import read_csv, write_atomic
+
+    images = [f"### {p.stem.replace('_', ' ')}\n\n![{p.stem}]({p.relative_to(result_dir).as_posix()})" for p in figures]
+    text = summary_markdown(read_csv(result_dir / "metrics.csv"), f"Report: {result_dir.name}", _recorded_command(result_dir))
+    text += "\n## Figures\n\n" + "\n\n".join(images) + "\n"
+    write_atomic(result_dir / "report.md", text)
+    if html:
+        import markdown
+
+        body = markdown.markdown(text, extensions=["tables"])
+        write_atomic(result_dir / "report.html", f"<!doctype html><meta charset='utf-8'><title>{result_dir.name}</title>\n{body}\n")
+    return result_dir / "report.md"
+
+
+def cmd_prune(ns: argparse.Namespace) -> int:
+    from benchmarks.pruned import save_pruned
+    from benchmarks.suite import validate_sparsity
+    from benchmarks.usecases import get_usecase, is_known_usecase
+    from pruning import get_method
+    import torch
+
+    validate_sparsity(ns.sparsity, "--sparsity")
+    method = get_method(ns.method)
+    models, _ = _known()
+    if not is_known_usecase(ns.model):
+        raise ValueError(f"unknown model {ns.model!r}; valid models: {models}")
+    if ns.out.suffix != ".pt":
+        raise ValueError(f"--out {ns.out} must end in .pt")
+    usecase = get_usecase(ns.model, ns.checkpoint or "")
+    problem = usecase.problem(usecase.load(), ns.seed, latent_prunable=not ns.keep_latent)
+    torch.manual_seed(ns.seed)
+    result = method(problem, ns.sparsity, eps=ns.eps, seed=ns.seed)
+    path = save_pruned(ns.out, usecase, result, ns.seed, not ns.keep_latent, ns.eps)
+    print(repr(result))
+    if not result.in_band:
+        print(f"warning: achieved sparsity {result.achieved:.4f} is outside {ns.sparsity} ± {ns.eps}", file=sys.stderr)
+    print(f"saved: {path}  (score it with: ctrlprune eval {path})")
+    return 0
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    from benchmarks.pruned import load_pruned, measured_widths
+
+    loaded = load_pruned(ns.file)
+    c = loaded.config
+    metric, spread = loaded.usecase.evaluate(loaded.model, ns.seed)
+    print(f"model: {c['model']}  method: {c['method']}  target: {c['target']}  seed: {c['seed']}  "
+          f"latent prunable: {c['latent_prunable']}  masked: {c['masked']}")
+    print(f"{loaded.usecase.metric_name}: {metric:.4f} ± {spread:.4f}")
+    print(f"sparsity: {loaded.sparsity:.4f}  params: {loaded.params:,}")
+    print("widths: " + ", ".join(f"{k}:{v}" for k, v in measured_widths(loaded).items()))
     return 0
 
 
@@ -142,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sparsities", type=_csv_floats, help="comma-separated target sparsities")
     bench.add_argument("--seeds", type=_csv_ints, help="comma-separated seeds")
     bench.add_argument("--out", type=Path, default=Path("results"), help="results root (default: results)")
-    bench.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    talk = bench.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    talk.add_argument("--verbose", action="store_true", help="also print each finished cell's row")
 
     train = sub.add_parser("train", help="train a dense model; `ctrlprune train ae --help` for its flags", add_help=False)
     train.add_argument("what", choices=["ae", "tdmpc"], help="which model")
@@ -158,6 +237,23 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("dir", type=Path, help="a suite's results folder, e.g. results/ae")
         p.add_argument("--quiet", action="store_true", help="print only file names")
+    report = sub.add_parser("report", help="write DIR/report.md: summary tables and every figure")
+    report.add_argument("dir", type=Path, help="a suite's results folder, e.g. results/ae")
+    report.add_argument("--html", action="store_true", help="also write DIR/report.html")
+
+    prune = sub.add_parser("prune", help="prune one model once and save it (safe, weights-only file)")
+    prune.add_argument("--model", default="ae", help="use case, e.g. ae or tdmpc-cartpole-swingup")
+    prune.add_argument("--method", required=True, help="pruning method, see `ctrlprune list`")
+    prune.add_argument("--sparsity", type=float, required=True, help="target sparsity in [0, 1)")
+    prune.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    prune.add_argument("--eps", type=float, default=0.01, help="tolerance of the sparsity band (default 0.01)")
+    prune.add_argument("--keep-latent", action="store_true", help="keep the latent (inter-component) width whole")
+    prune.add_argument("--checkpoint", help="dense checkpoint (default: the shipped one)")
+    prune.add_argument("--out", type=Path, required=True, help="output file, *.pt")
+
+    evaluate = sub.add_parser("eval", help="load a pruned model saved by `prune` and score it")
+    evaluate.add_argument("file", type=Path, help="a file written by `ctrlprune prune`")
+    evaluate.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     return parser
 
 
@@ -171,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ns, rest = parser.parse_known_args(argv)
     if rest and ns.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary}
+    handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary,
+                "report": cmd_report, "prune": cmd_prune, "eval": cmd_eval}
     try:
         code = cmd_train(ns, rest) if ns.command == "train" else handlers[ns.command](ns)
     except (SuiteError, CheckpointError, ValueError, FileNotFoundError, RuntimeError) as err:

@@ -1,0 +1,174 @@
+"""Pruned models on disk without pickled code: the dense checkpoint's hash, the recipe, and the weights.
+
+A file is a `kind="pruned"` ctrlprune checkpoint (`agents.checkpoint`, read with `weights_only=True`):
+
+    config      model, method, target, seed, latent setting, dense checkpoint path and sha256, and the
+                search's achieved sparsity, parameters and widths
+    history     torch-pruning history, plain [module name, is_out_channels, [indices]] lists ([] for masks)
+    state_dict  the pruned weights (mask methods: `weight_orig` + `weight_mask` per masked layer)
+    digest      sha256 over config, history and weights, so a changed byte is refused
+
+Loading rebuilds the dense model through its use case, checks the dense checkpoint's sha256, replays the
+history on a dependency graph traced like the pruning problem (or re-applies the masks with
+`torch.nn.utils.prune.custom_from_mask`), checks every shape and loads the weights.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.utils.prune as torch_prune
+import torch_pruning as tp
+from torch import nn
+
+from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from benchmarks.usecases import UseCase, get_usecase
+from pruning import PruneResult, count_params
+
+KIND = "pruned"
+MASK_SUFFIX = ".weight_mask"
+CONFIG_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model": str, "method": str, "target": float, "seed": int, "latent_prunable": bool,
+    "dense_checkpoint": str, "dense_sha256": str, "masked": bool, "achieved": float, "params": int,
+    "widths": dict, "eps": float,
+}
+"""Every config field a pruned-model file must hold, with its type."""
+
+
+@dataclass
+class PrunedModel:
+    """A pruned model read back from disk, with its use case and the facts it was saved with."""
+
+    model: nn.Module
+    usecase: UseCase
+    dense: nn.Module
+    config: dict[str, Any]
+
+    @property
+    def sparsity(self) -> float:
+        """Physically pruned: measured from parameter counts; masks: the effective sparsity saved with them."""
+        if self.config["masked"]:
+            return float(self.config["achieved"])
+        return 1.0 - count_params(self.model) / count_params(self.dense)
+
+    @property
+    def params(self) -> int:
+        return int(self.config["params"]) if self.config["masked"] else count_params(self.model)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"PrunedModel({c['model']}, {c['method']}, target={c['target']}, seed={c['seed']}, "
+                f"sparsity={self.sparsity:.4f}, params={self.params}, masked={c['masked']})")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def plain_history(history: list) -> list[list]:
+    """torch-pruning history as [str, bool, [int, ...]] lists (safe to store, replayable)."""
+    return [[str(name), bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in history]
+
+
+def _digest(config: dict[str, Any], history: list, state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256(json.dumps([config, history], sort_keys=True).encode())
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_pruned(path: str | Path, usecase: UseCase, result: PruneResult, seed: int, latent_prunable: bool,
+                eps: float) -> Path:
+    """Write `result.model` with everything needed to rebuild it from the use case's dense checkpoint."""
+    config = {
+        "model": usecase.name, "method": result.method, "target": float(result.target), "seed": int(seed),
+        "latent_prunable": bool(latent_prunable), "dense_checkpoint": str(usecase.checkpoint),
+        "dense_sha256": file_sha256(usecase.checkpoint), "masked": bool(result.masked),
+        "achieved": float(result.achieved), "params": int(result.params),
+        "widths": {str(k): int(v) for k, v in result.widths.items()}, "eps": float(eps),
+    }
+    history = plain_history(result.history)
+    state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+    return save_checkpoint(path, KIND, config, history=history, state_dict=state,
+                           digest=_digest(config, history, state))
+
+
+def _checked_blob(path: Path) -> dict[str, Any]:
+    blob = load_checkpoint(path, KIND, hint="ctrlprune prune --model ae --method gradient --sparsity 0.5 --out FILE")
+    config, history, state = blob.get("config"), blob.get("history"), blob.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(history, list) or not isinstance(state, dict):
+        raise CheckpointError(f"{path} lacks its config, history or state_dict")
+    bad = [k for k, kind in CONFIG_TYPES.items() if not isinstance(config.get(k), kind)]
+    if bad:
+        raise CheckpointError(f"{path} has missing or mistyped config field(s) {bad}")
+    if blob.get("digest") != _digest(config, history, state):
+        raise CheckpointError(f"{path} was modified after it was saved (content digest mismatch)")
+    return blob
+
+
+def _dense_usecase(path: Path, config: dict[str, Any], **options: Any) -> UseCase:
+    dense_path = Path(config["dense_checkpoint"])
+    if not dense_path.is_file():
+        raise CheckpointError(f"{path} was pruned from {dense_path}, which does not exist")
+    if file_sha256(dense_path) != config["dense_sha256"]:
+        raise CheckpointError(f"{path} was pruned from another version of {dense_path} (sha256 differs)")
+    return get_usecase(config["model"], str(dense_path), **options)
+
+
+def _apply_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    for key, mask in state.items():
+        if key.endswith(MASK_SUFFIX):
+            torch_prune.custom_from_mask(model.get_submodule(key[: -len(MASK_SUFFIX)]), "weight", mask)
+
+
+def _replay(model: nn.Module, usecase: UseCase, config: dict[str, Any], history: list) -> None:
+    problem = usecase.problem(model, config["seed"], config["latent_prunable"])
+    graph = tp.DependencyGraph().build_dependency(model, problem.example_inputs, forward_fn=problem.forward_fn)
+    graph.load_pruning_history(history)
+
+
+def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != stored:
+        diff = sorted(set(expected) ^ set(stored)) or [k for k in expected if expected[k] != stored[k]]
+        raise CheckpointError(f"{path}: the rebuilt model does not match the stored weights at {diff[:4]}")
+
+
+def load_pruned(path: str | Path, **options: Any) -> PrunedModel:
+    """Rebuild a pruned model saved by `save_pruned`; CheckpointError on any mismatch or damage."""
+    path = Path(path)
+    blob = _checked_blob(path)
+    config, history, state = blob["config"], blob["history"], blob["state_dict"]
+    usecase = _dense_usecase(path, config, **options)
+    dense = usecase.load()
+    model = copy.deepcopy(dense)
+    try:
+        if config["masked"]:
+            _apply_masks(model, state)
+        elif history:
+            _replay(model, usecase, config, history)
+    except (AttributeError, IndexError, KeyError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: cannot rebuild the pruned model ({type(err).__name__}: {err})") from err
+    _check_shapes(path, model, state)
+    model.load_state_dict(state)
+    return PrunedModel(model.eval(), usecase, dense, config)
+
+
+def measured_widths(loaded: PrunedModel) -> dict[str, int]:
+    """Kept width per group read off the model (root layer outputs); masks: the widths saved with them."""
+    if loaded.config["masked"]:
+        return dict(loaded.config["widths"])
+    return {label: int(loaded.model.get_submodule(label).weight.shape[0]) for label in loaded.config["widths"]}
