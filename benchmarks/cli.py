@@ -42,12 +42,15 @@ def _csv_strs(text: str) -> list[str]:
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
+    from benchmarks.executors import make_executor
     from benchmarks.runner import run_suite
     from benchmarks.suite import load_suite
 
+    executor = make_executor(ns.executor, ns.address)  # fails (e.g. Ray missing) before any result is touched
     overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers}
     suite = load_suite(ns.suite, *_known(), **overrides)
-    store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet, on_cell=_print_row if ns.verbose else None)
+    store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet, on_cell=_print_row if ns.verbose else None,
+                      executor=executor)
     _finish(store.root, _reproduce_command(ns), quiet=ns.quiet)
     return 0
 
@@ -219,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sparsities", type=_csv_floats, help="comma-separated target sparsities")
     bench.add_argument("--seeds", type=_csv_ints, help="comma-separated seeds")
     bench.add_argument("--out", type=Path, default=Path("results"), help="results root (default: results)")
+    bench.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="where cells run: this machine (default) or Ray tasks (pip install '.[ray]')")
+    bench.add_argument("--address", metavar="ADDR", help="Ray cluster to join, e.g. head:6379 (default: a local Ray instance)")
     talk = bench.add_mutually_exclusive_group()
     talk.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     talk.add_argument("--verbose", action="store_true", help="also print each finished cell's row")

@@ -10,11 +10,9 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -28,6 +26,9 @@ from pruning import count_params, get_method
 
 DENSE = "dense"
 RESULTS_ROOT = Path("results")
+
+if TYPE_CHECKING:
+    from benchmarks.executors import Executor
 
 
 def suite_cells(suite: Suite) -> list[Cell]:
@@ -129,23 +130,18 @@ def _run_in_process(cell: Cell) -> tuple[Cell, dict[str, Any], dict[str, Any]]:
     return (cell, *_WORKER.run(cell))
 
 
-def _execute(suite: Suite, todo: list[Cell], workers: int) -> Iterator[tuple[Cell, dict, dict]]:
-    """Yield finished cells, in-process or over a pool of processes (each with its own dense model)."""
-    threads = max(1, torch.get_num_threads() // workers)
-    if workers == 1:
-        _init_process(suite, torch.get_num_threads())
-        yield from (_run_in_process(c) for c in todo)
-        return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_process,
-                             initargs=(suite, threads)) as pool:
-        futures = [pool.submit(_run_in_process, c) for c in todo]
-        for future in as_completed(futures):
-            yield future.result()
+def _execute(suite: Suite, todo: list[Cell], workers: int,
+             executor: Executor | None) -> Iterator[tuple[Cell, dict, dict]]:
+    """Yield finished cells from `executor` (default: in-process, or a local pool of `workers` processes)."""
+    from benchmarks.executors import LocalExecutor
+
+    yield from (executor or LocalExecutor()).run(suite, todo, workers)
 
 
 def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, workers: int | None = None,
-              quiet: bool = False, on_cell: Callable[[Cell, dict[str, Any]], None] | None = None) -> ResultStore:
-    """Run every missing cell of `suite`, storing each as it finishes, then rebuild metrics.csv.
+              quiet: bool = False, on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
+              executor: Executor | None = None) -> ResultStore:
+    """Run every missing cell of `suite` on `executor` (default: local), store each as it finishes, rebuild metrics.csv.
 
     `on_cell(cell, row)` is called after each finished cell is stored (e.g. to print its row).
     """
@@ -161,7 +157,7 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
         print(f"{suite!r}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
     started = time.perf_counter()
     with tqdm(total=len(todo), desc=suite.name, unit="cell", disable=quiet) as bar:
-        for cell, row, extra in _execute(suite, todo, workers or suite.workers):
+        for cell, row, extra in _execute(suite, todo, workers or suite.workers, executor):
             store.put(cell, row, extra)
             store.write_csv(cells)
             bar.set_postfix_str(f"{cell} -> {row['metric_name']} {row['metric']:.2f}")
