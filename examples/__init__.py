@@ -1,0 +1,1 @@
+"""Worked examples of extending ctrlprune: each module registers what it adds when imported."""

@@ -1,0 +1,55 @@
+"""The README's worked examples: a new task, a new agent (use case) and a new pruning method run through a suite."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `examples/` is not an installed package
+
+import examples.l1_method  # noqa: E402,F401  (registers "l1-uniform")
+import examples.pendulum_mlp as pendulum  # noqa: E402  (registers "pendulum-short" and "pendulum-mlp")
+from benchmarks.runner import run_suite  # noqa: E402
+from benchmarks.store import read_csv  # noqa: E402
+from benchmarks.suite import Suite, parse_suite  # noqa: E402
+from benchmarks.usecases import list_usecases  # noqa: E402
+from envs import list_tasks, make_env  # noqa: E402
+from pruning import list_methods  # noqa: E402
+
+
+def test_registered_task_runs_short_episodes() -> None:
+    assert pendulum.TASK in list_tasks()
+    env = make_env(pendulum.TASK, seed=3)
+    env.reset(seed=3)
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps, done = steps + 1, terminated or truncated
+    assert steps == 120
+
+
+def test_new_agent_and_method_run_through_a_suite(tmp_path) -> None:
+    assert "pendulum-mlp" in list_usecases() and "l1-uniform" in list_methods()
+    raw = {"name": "pendulum", "model": "pendulum-mlp", "methods": ["l1-uniform", "gradient", "torch-random"],
+           "sparsities": [0.3], "seeds": [0], "method_options": {"gradient": {"steps": 40}}}
+    suite = parse_suite(raw, list_usecases(), list_methods())
+    assert isinstance(suite, Suite)
+    run_suite(suite, root=tmp_path, quiet=True)
+    rows = read_csv(tmp_path / "pendulum" / "metrics.csv")
+    by_method = {r["method"]: r for r in rows}
+    assert list(by_method) == ["dense", "l1-uniform", "gradient", "torch-random"]
+    dense = by_method["dense"]
+    assert dense["metric_name"] == "return" and dense["params"] == 3 * 64 + 64 + 64 * 64 + 64 + 64 * 32 + 32 + 33
+    for method in ("l1-uniform", "gradient", "torch-random"):
+        row = by_method[method]
+        assert row["in_band"] and abs(row["achieved_sparsity"] - 0.3) <= 0.01, row
+        assert "body.0:" in row["widths"] and "head.0:" in row["widths"]
+    assert by_method["l1-uniform"]["params"] < dense["params"]
+    expert_return = pendulum.PendulumMLPUseCase().evaluate(pendulum.expert, 0)[0]
+    assert abs(dense["metric"] - expert_return) < 0.1 * abs(expert_return)  # the cloned policy swings up like its expert
+
+
+def test_readme_sections_point_at_the_examples() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for section, example in (("## Add an agent", "examples/pendulum_mlp.py"), ("## Add an environment", "examples/pendulum_mlp.py"),
+                             ("## Add a pruning method", "examples/l1_method.py")):
+        assert section in readme
+        assert example in readme.split(section)[1].split("\n## ")[0]
