@@ -37,8 +37,8 @@ class GradientConfig:
     """Every this many steps, harden + fix up the coefficients and score them on held-out data."""
     select: str = "heldout"
     """'heldout': keep the in-band iterate with the lowest surrogate(model, -1); 'last': the final one."""
-    importance: str = "magnitude"
-    """Within-group ranking: 'magnitude' or 'random'."""
+    importance: str = "taylor"
+    """Within-group ranking: 'taylor' (of the task surrogate), 'magnitude' or 'random'."""
 
     def __post_init__(self) -> None:
         if self.select not in ("heldout", "last"):

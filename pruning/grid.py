@@ -23,8 +23,8 @@ class GridConfig:
     """Spacing of the coefficient levels 0, step, 2*step, ... <= c_max."""
     budget: int | None = None
     """Evaluate at most this many in-band candidates, chosen by a seeded shuffle (None: all)."""
-    importance: str = "magnitude"
-    """Within-group ranking: 'magnitude' or 'random'."""
+    importance: str = "taylor"
+    """Within-group ranking: 'taylor' (of the task surrogate), 'magnitude' or 'random'."""
     max_enumerate: int = 2_000_000
     """Grids up to this many combinations are enumerated; larger ones are sampled (budget required)."""
     max_draws: int = 2_000_000

@@ -1,28 +1,48 @@
 """Within-group channel order (least important first), shared by every coefficient-based method."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch_pruning as tp
 
 from pruning.groups import Group, dependency_graph, tp_group
 from pruning.problem import PruningProblem
 
-IMPORTANCES = ("magnitude", "random")
+IMPORTANCES = ("taylor", "magnitude", "random")
+TAYLOR_BATCHES = 8
+"""Surrogate batches whose gradients are accumulated for the Taylor ranking."""
 
 
 def ranking(problem: PruningProblem, groups: list[Group], importance: str = "magnitude",
             seed: int = 0) -> dict[str, torch.Tensor]:
     """Channel indices of every group, least important first.
 
+    "taylor": application-specific: torch-pruning's GroupTaylorImportance (|weight x gradient| over all
+    coupled parameters) of the task surrogate, accumulated over `TAYLOR_BATCHES` surrogate batches on a
+    copy of the model; needs `problem.surrogate` (falls back to "magnitude" without one).
     "magnitude": torch-pruning's GroupMagnitudeImportance(p=2) over all coupled rows, columns and norms.
     "random": a permutation from a generator seeded with `seed` (the global RNG is left alone).
     """
     if importance == "random":
         generator = torch.Generator().manual_seed(seed)
         return {g.label: torch.randperm(g.width, generator=generator) for g in groups}
-    if importance != "magnitude":
+    if importance not in IMPORTANCES:
         raise ValueError(f"unknown importance {importance!r}; valid choices: {list(IMPORTANCES)}")
+    if importance == "taylor" and problem.surrogate is not None:
+        return _taylor_ranking(problem, groups)
     dg = dependency_graph(problem.model, problem)
     scorer = tp.importance.GroupMagnitudeImportance(p=2)
+    with torch.no_grad():
+        return {g.label: torch.argsort(scorer(tp_group(dg, g)), stable=True) for g in groups}
+
+
+def _taylor_ranking(problem: PruningProblem, groups: list[Group]) -> dict[str, torch.Tensor]:
+    model = copy.deepcopy(problem.model).requires_grad_(True)
+    dg = dependency_graph(model, problem)
+    with torch.enable_grad():
+        for step in range(TAYLOR_BATCHES):
+            problem.surrogate(model, step).backward()
+    scorer = tp.importance.GroupTaylorImportance()
     with torch.no_grad():
         return {g.label: torch.argsort(scorer(tp_group(dg, g)), stable=True) for g in groups}

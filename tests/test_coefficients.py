@@ -103,8 +103,24 @@ def test_ranking_is_deterministic_and_seeded():
     assert all(torch.equal(r1[k], r2[k]) for k in r1)
     assert any(not torch.equal(r1[k], r3[k]) for k in r1)
     assert all(sorted(v.tolist()) == list(range(g.width)) for g, v in zip(groups, r1.values()))
-    with pytest.raises(ValueError, match=r"valid choices: \['magnitude', 'random'\]"):
-        ranking(problem, groups, "taylor")
+    with pytest.raises(ValueError, match=r"valid choices: \['taylor', 'magnitude', 'random'\]"):
+        ranking(problem, groups, "hessian")
+
+
+def test_taylor_ranking_puts_dead_channels_first_and_leaves_the_model_alone():
+    x = torch.rand(32, 64)
+    problem = ae_problem(surrogate=lambda m, step: torch.nn.functional.mse_loss(m(x), x))
+    first = problem.model.encoder[0]
+    with torch.no_grad():
+        first.weight[[5, 9]] = 0.0  # two channels of encoder.0 never fire after ReLU when their bias is <= 0
+        first.bias[[5, 9]] = -1.0
+    groups = build_groups(problem)
+    order = ranking(problem, groups, "taylor")
+    assert set(order["encoder.0"][:2].tolist()) == {5, 9}
+    assert all(p.grad is None for p in problem.model.parameters())
+    without_surrogate = ae_problem(model=problem.model)
+    magnitude = ranking(without_surrogate, groups, "magnitude")
+    assert all(torch.equal(magnitude[k], v) for k, v in ranking(without_surrogate, groups, "taylor").items())
 
 
 def test_straight_through_masks_are_hard_forward_and_soft_backward():
