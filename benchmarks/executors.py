@@ -84,7 +84,8 @@ class RayExecutor:
             _connect(ray, self.config.address, workers)
         task = ray.remote(_run_cell).options(num_cpus=self.config.cpus_per_cell, max_retries=self.config.max_retries)
         suite_ref = ray.put(suite)
-        pending = [task.remote(suite_ref, cell, self.config.cpus_per_cell) for cell in todo]
+        cwd = os.getcwd()
+        pending = [task.remote(suite_ref, cell, self.config.cpus_per_cell, cwd) for cell in todo]
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
@@ -126,9 +127,11 @@ def cached_worker(suite: Suite, threads: int) -> Worker:
     return _CACHE[key]
 
 
-def _run_cell(suite: Suite, cell: Cell, cpus: float) -> Finished:
-    """Body of a cell's Ray task, run in a Ray worker process."""
+def _run_cell(suite: Suite, cell: Cell, cpus: float, cwd: str) -> Finished:
+    """Body of a cell's Ray task, run in a Ray worker process from the driver's directory when it exists here."""
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if os.path.isdir(cwd):
+        os.chdir(cwd)  # relative checkpoint paths resolve as on the driver (same repository path on every node)
     _crash_if_armed()
     return (cell, *cached_worker(suite, max(1, int(cpus))).run(cell))
 

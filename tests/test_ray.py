@@ -68,6 +68,17 @@ def test_worker_killed_mid_cell_is_retried(ray_instance, suite: Suite, local_row
     assert _without_timing(read_csv(store.root / "metrics.csv")) == _without_timing(local_rows)
 
 
+def test_cell_out_of_retries_is_left_for_the_next_run(ray_instance, suite: Suite, local_rows: list[dict],
+                                                      tmp_path: Path, crash_file: Path) -> None:
+    crash_file.touch()
+    with pytest.raises(ray_instance.exceptions.WorkerCrashedError):
+        run_suite(suite, root=tmp_path, quiet=True, executor=RayExecutor(RayConfig(max_retries=0)))
+    cells = tmp_path / suite.name / "cells"
+    assert len(list(cells.glob("*.json"))) < 5
+    store = run_suite(suite, root=tmp_path, quiet=True, executor=RayExecutor())
+    assert _without_timing(read_csv(store.root / "metrics.csv")) == _without_timing(local_rows)
+
+
 def test_worker_is_cached_per_process(suite: Suite) -> None:
     assert cached_worker(suite, 1) is cached_worker(suite, 1)
 
