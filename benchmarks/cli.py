@@ -212,6 +212,8 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctrlprune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (it may register use cases, tasks or methods); repeatable")
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="run a pruning suite (resumable)")
@@ -263,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_plugins(modules: list[str]) -> None:
+    """Import user modules that register use cases, tasks or pruning methods (looked up from the working directory too)."""
+    import importlib
+
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"--plugin {module}: cannot import it ({err})") from err
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ctrlprune` console script; errors are one clear line, exit code 2."""
     from agents.checkpoint import CheckpointError
@@ -276,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary,
                 "report": cmd_report, "prune": cmd_prune, "eval": cmd_eval}
     try:
+        _import_plugins(ns.plugin)
         code = cmd_train(ns, rest) if ns.command == "train" else handlers[ns.command](ns)
     except (SuiteError, CheckpointError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"ctrlprune {ns.command}: error: {err}", file=sys.stderr)

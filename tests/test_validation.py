@@ -116,4 +116,5 @@ def test_bad_prune_arguments_fail_cleanly_before_any_work(poison: list[str], kee
 def test_eval_of_a_missing_file_and_an_unknown_command(tmp_path) -> None:
     _assert_refused(["eval", str(tmp_path / "nothing.pt")], tmp_path)
     _assert_refused(["frobnicate"], tmp_path)
+    _assert_refused(["--plugin", "no_such_module_here", "list"], tmp_path)
     _assert_refused(["report", str(tmp_path / "no-results")], tmp_path)
