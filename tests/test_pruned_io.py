@@ -86,3 +86,24 @@ def test_damaged_or_mismatched_files_are_refused(tmp_path, capsys, usecase, dens
     _refused(capsys, good, "another version of")
     dense_copy.unlink()
     _refused(capsys, good, "does not exist")
+
+
+def test_tdmpc_round_trip_with_two_latent_producers(tmp_path) -> None:
+    """The TD-MPC latent is produced by the encoder and the dynamics: history replay and masks both come back."""
+    from agents.tdmpc.model import trace_forward
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tdmpc = get_usecase("tdmpc-cartpole-swingup", calib_episodes=1)
+        dense = tdmpc.load()
+        problem = tdmpc.problem(dense, 0, True)
+        for method in ("tp-magnitude", "torch-l2"):
+            result = get_method(method)(problem, 0.3, eps=0.01, seed=0)
+            path = save_pruned(tmp_path / f"{method}.pt", tdmpc, result, seed=0, latent_prunable=True, eps=0.01)
+            loaded = load_pruned(path, calib_episodes=1)
+            with torch.no_grad():
+                want, got = trace_forward(result.model.eval(), problem.example_inputs), trace_forward(loaded.model, problem.example_inputs)
+            assert all(torch.equal(a, b) for a, b in zip(want, got)) and loaded.params == result.params
+    finally:
+        torch.set_num_threads(threads)
