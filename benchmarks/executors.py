@@ -106,7 +106,11 @@ def _import_ray() -> Any:
 
 
 def _connect(ray: Any, address: str | None, workers: int) -> None:
-    """Join the cluster at `address`, or start a loopback-only local instance with `workers` CPUs."""
+    """Join the cluster at `address`, or start a local instance with `workers` CPUs on the loopback address.
+
+    Ray 2.60 still opens some of its ports on every interface; its token authentication (on by default for
+    local instances) guards them.
+    """
     if address:
         ray.init(address=address)
     else:
