@@ -4,22 +4,15 @@ The suite uses the small Pendulum MLP example so that every method with randomne
 random channel choice, random masks, the grid, the gradient search) runs at two levels in seconds; the
 autoencoder's cross-process determinism is covered by the kill-and-resume test.
 """
-import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `examples/` is not an installed package
-
-import examples.pendulum_mlp  # noqa: E402,F401  (registers "pendulum-mlp")
-from benchmarks.runner import run_suite  # noqa: E402
-from benchmarks.store import TIMING_COLUMNS, read_csv  # noqa: E402
-from benchmarks.suite import load_suite  # noqa: E402
-from benchmarks.usecases import list_usecases  # noqa: E402
-from pruning import list_methods  # noqa: E402
+from benchmarks.runner import run_suite
+from benchmarks.store import TIMING_COLUMNS, read_csv
+from benchmarks.suite import load_suite
+from benchmarks.usecases import list_usecases
+from pruning import list_methods
+from test_extensibility import one_thread, pendulum  # noqa: F401  (fixtures)
 
 SUITE = """
 name = "determinism"
@@ -37,16 +30,7 @@ def _without_timing(path: Path) -> list[dict[str, str]]:
     return [{k: str(v) for k, v in row.items() if k not in TIMING_COLUMNS} for row in read_csv(path)]
 
 
-@pytest.fixture
-def one_thread():
-    """Matrices this small run faster on one thread, the more so on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_two_runs_give_identical_metrics(tmp_path, one_thread) -> None:
+def test_two_runs_give_identical_metrics(tmp_path, one_thread, pendulum) -> None:
     toml = tmp_path / "determinism.toml"
     toml.write_text(SUITE)
     suite = load_suite(str(toml), list_usecases(), list_methods())

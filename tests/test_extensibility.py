@@ -1,21 +1,61 @@
 """The README's worked examples: a new task, a new agent (use case) and a new pruning method run through a suite."""
+import contextlib
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+import torch
+
+import envs.registry
+import pruning.registry
+from benchmarks.runner import run_suite
+from benchmarks.store import read_csv
+from benchmarks.suite import Suite, parse_suite
+from benchmarks.usecases import base as usecase_base
+from benchmarks.usecases import list_usecases
+from envs import list_tasks, make_env
+from pruning import list_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `examples/` is not an installed package
-
-import examples.l1_method  # noqa: E402,F401  (registers "l1-uniform")
-import examples.pendulum_mlp as pendulum  # noqa: E402  (registers "pendulum-short" and "pendulum-mlp")
-from benchmarks.runner import run_suite  # noqa: E402
-from benchmarks.store import read_csv  # noqa: E402
-from benchmarks.suite import Suite, parse_suite  # noqa: E402
-from benchmarks.usecases import list_usecases  # noqa: E402
-from envs import list_tasks, make_env  # noqa: E402
-from pruning import list_methods  # noqa: E402
+EXAMPLES = ("examples.pendulum_mlp", "examples.l1_method")
 
 
-def test_registered_task_runs_short_episodes() -> None:
+@contextlib.contextmanager
+def examples_registered() -> Iterator[ModuleType]:
+    """Import (or re-import) the examples, and leave the registries as they were afterwards (other tests list them)."""
+    registries = (pruning.registry._METHODS, usecase_base._REGISTRY, envs.registry._EXTRA)
+    saved = [dict(r) for r in registries]
+    try:
+        for name in EXAMPLES:
+            importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
+        yield sys.modules["examples.pendulum_mlp"]
+    finally:
+        for registry, before in zip(registries, saved):
+            registry.clear()
+            registry.update(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Matrices this small run faster on one thread, the more so on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def pendulum() -> Iterator[ModuleType]:
+    """The Pendulum example module, with its task, use case and the `l1-uniform` method registered."""
+    with examples_registered() as module:
+        yield module
+
+
+def test_registered_task_runs_short_episodes(pendulum) -> None:
     assert pendulum.TASK in list_tasks()
     env = make_env(pendulum.TASK, seed=3)
     env.reset(seed=3)
@@ -26,7 +66,7 @@ def test_registered_task_runs_short_episodes() -> None:
     assert steps == 120
 
 
-def test_new_agent_and_method_run_through_a_suite(tmp_path) -> None:
+def test_new_agent_and_method_run_through_a_suite(tmp_path, pendulum, one_thread) -> None:
     assert "pendulum-mlp" in list_usecases() and "l1-uniform" in list_methods()
     raw = {"name": "pendulum", "model": "pendulum-mlp", "methods": ["l1-uniform", "gradient", "torch-random"],
            "sparsities": [0.3], "seeds": [0], "method_options": {"gradient": {"steps": 40}}}
@@ -45,6 +85,13 @@ def test_new_agent_and_method_run_through_a_suite(tmp_path) -> None:
     assert by_method["l1-uniform"]["params"] < dense["params"]
     expert_return = pendulum.PendulumMLPUseCase().evaluate(pendulum.expert, 0)[0]
     assert abs(dense["metric"] - expert_return) < 0.1 * abs(expert_return)  # the cloned policy swings up like its expert
+
+
+def test_registries_are_restored_afterwards() -> None:
+    with examples_registered():
+        assert "l1-uniform" in list_methods() and "pendulum-mlp" in list_usecases()
+    assert "l1-uniform" not in list_methods() and "pendulum-mlp" not in list_usecases()
+    assert "pendulum-short" not in list_tasks()
 
 
 def test_readme_sections_point_at_the_examples() -> None:

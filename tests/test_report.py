@@ -1,30 +1,13 @@
 """`ctrlprune bench --verbose/--quiet` and `ctrlprune report`: rows as they finish, one page with tables and figures."""
 import re
-import sys
-from pathlib import Path
 
-import pytest
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `examples/` is not an installed package
-
-import examples.pendulum_mlp  # noqa: E402,F401  (registers "pendulum-mlp")
-from benchmarks.cli import main  # noqa: E402
+from benchmarks.cli import main
+from test_extensibility import one_thread, pendulum  # noqa: F401  (fixtures)
 
 SUITE = 'name = "tiny"\nmodel = "pendulum-mlp"\nmethods = ["tp-magnitude", "torch-l2"]\nsparsities = [0.3]\nseeds = [0]\n'
 
 
-@pytest.fixture
-def one_thread():
-    """Matrices this small run faster on one thread, the more so on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_verbose_quiet_and_report(tmp_path, capsys, one_thread) -> None:
+def test_verbose_quiet_and_report(tmp_path, capsys, one_thread, pendulum) -> None:
     toml = tmp_path / "tiny.toml"
     toml.write_text(SUITE)
     assert main(["bench", "--suite", str(toml), "--out", str(tmp_path), "--verbose"]) == 0
