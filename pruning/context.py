@@ -25,10 +25,28 @@ class SearchContext:
     params: ParamModel
     started: float = field(default_factory=time.perf_counter)
     """perf_counter() when the search started."""
+    floor: float | None = None
+    """Lowest sparsity a search accepts (None: target - eps); target makes the band one-sided."""
 
     def in_band(self, achieved: float) -> bool:
         """|achieved - target| <= eps (with a little slack for float rounding)."""
         return abs(achieved - self.target) <= self.eps + 1e-12
+
+    def acceptable(self, achieved: float) -> bool:
+        """In the band the search aims at: [floor, target + eps]."""
+        low = self.target - self.eps if self.floor is None else self.floor
+        return low - 1e-12 <= achieved <= self.target + self.eps + 1e-12
+
+    @property
+    def aim(self) -> float:
+        """Centre of the band the search aims at."""
+        low = self.target - self.eps if self.floor is None else self.floor
+        return (low + self.target + self.eps) / 2
+
+    @property
+    def half_width(self) -> float:
+        """Half the width of the band the search aims at."""
+        return self.target + self.eps - self.aim
 
     def hard_sparsity(self, widths: Mapping[str, int]) -> float:
         """Exact sparsity of the model pruned to these kept widths."""

@@ -37,6 +37,8 @@ class GradientConfig:
     """Every this many steps, harden + fix up the coefficients and score them on held-out data."""
     select: str = "heldout"
     """'heldout': keep the in-band iterate with the lowest surrogate(model, -1); 'last': the final one."""
+    at_least_target: bool = True
+    """Aim at [target, target + eps] rather than the whole band, so the result never undercuts the target."""
     importance: str = "taylor"
     """Within-group ranking: 'taylor' (of the task surrogate), 'magnitude' or 'random'."""
 
@@ -71,9 +73,9 @@ def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> d
         values = {g.label: masks.mask_by_rank(g) for g in masks.groups}
     for _ in range(sum(g.width for g in masks.groups)):
         rho = ctx.hard_sparsity(widths)
-        if ctx.in_band(rho):
+        if ctx.acceptable(rho):
             break
-        shrink = rho < ctx.target
+        shrink = rho < ctx.aim
         movable = [label for label, (lo, hi) in limits.items()
                    if (widths[label] > lo if shrink else widths[label] < hi)]
         if not movable:
@@ -87,7 +89,7 @@ def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> d
 
         label = min(movable, key=score)
         moved = {**widths, label: widths[label] + (-1 if shrink else 1)}
-        if abs(ctx.hard_sparsity(moved) - ctx.target) >= abs(rho - ctx.target):
+        if abs(ctx.hard_sparsity(moved) - ctx.aim) >= abs(rho - ctx.aim):
             break  # overshoots the band by more than it gains
         widths = moved
     return widths
@@ -112,7 +114,7 @@ class _Tracker:
     def observe(self) -> None:
         coeffs = {label: float(c.detach()) for label, c in self.masks.c.items()}
         self.last = fix_up(self.ctx, self.masks, kept_widths(coeffs, self.ctx.groups))
-        if self.cfg.select == "heldout" and self.ctx.in_band(self.ctx.hard_sparsity(self.last)):
+        if self.cfg.select == "heldout" and self.ctx.acceptable(self.ctx.hard_sparsity(self.last)):
             score = self.heldout(self.last)
             if self.best is None or score < self.best[0]:
                 self.best = (score, self.last)
@@ -123,7 +125,7 @@ class _Tracker:
 
 def _penalty(rho: torch.Tensor, ctx: SearchContext, cfg: GradientConfig, multiplier: float) -> torch.Tensor:
     """Powell-Hestenes-Rockafellar term for the constraint |rho - target| - margin * eps <= 0."""
-    violation = (rho - ctx.target).abs() - cfg.band_margin * ctx.eps
+    violation = (rho - ctx.aim).abs() - cfg.band_margin * ctx.half_width
     return cfg.penalty / 2 * torch.clamp(violation + multiplier / cfg.penalty, min=0) ** 2
 
 
@@ -145,7 +147,7 @@ def _optimise(ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig, tracker
         with torch.no_grad():
             for c in masks.parameters():
                 c.clamp_(0.0, ctx.problem.c_max)
-        violation = abs(float(rho.detach()) - ctx.target) - cfg.band_margin * ctx.eps
+        violation = abs(float(rho.detach()) - ctx.aim) - cfg.band_margin * ctx.half_width
         multiplier = max(0.0, multiplier + cfg.penalty * violation)
         if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
             tracker.observe()
@@ -161,6 +163,7 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
     if problem.surrogate is None:
         raise ValueError("method 'gradient' needs problem.surrogate(model, step) -> differentiable loss")
     ctx = prepare(problem, target, eps)
+    ctx.floor = target if cfg.at_least_target else None
     order = ranking(problem, ctx.groups, cfg.importance, seed)
     model = copy.deepcopy(problem.model).requires_grad_(False)
     start = uniform_start(ctx)

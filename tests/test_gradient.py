@@ -78,3 +78,10 @@ def test_gradient_input_errors(trained_problem):
     with pytest.raises(ValueError, match="select must be"):
         GradientConfig(select="best")
     assert len(build_groups(trained_problem)) == 5
+
+
+def test_gradient_never_undercuts_the_target_by_default():
+    problem = ae_problem(surrogate=lambda m, step: torch.nn.functional.mse_loss(m(problem.example_inputs), problem.example_inputs))
+    for target in (0.3, 0.5):
+        result = get_method("gradient")(problem, target, eps=0.02, steps=30)
+        assert result.in_band and target - 1e-9 <= result.achieved <= target + 0.02
