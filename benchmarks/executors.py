@@ -29,6 +29,11 @@ CRASH_HOOK = "CTRLPRUNE_TEST_CRASH_FILE"
 kills its own worker process (exercises the retry path)."""
 
 
+CELL_THREADS = 1
+"""torch threads per cell worker: small networks and planning gain nothing from more, and two threads on a
+shared core can be many times slower; scale out with `workers` instead."""
+
+
 class ExecutorError(RuntimeError):
     """An executor cannot run (e.g. Ray is not installed); the message says what to do."""
 
@@ -45,12 +50,11 @@ class LocalExecutor:
 
     def run(self, suite: Suite, todo: list[Cell], workers: int) -> Iterator[Finished]:
         if workers == 1:
-            _init_process(suite, torch.get_num_threads())
+            _init_process(suite, CELL_THREADS)
             yield from (_run_in_process(c) for c in todo)
             return
-        threads = max(1, torch.get_num_threads() // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_process,
-                                 initargs=(suite, threads)) as pool:
+                                 initargs=(suite, CELL_THREADS)) as pool:
             futures = [pool.submit(_run_in_process, c) for c in todo]
             for future in as_completed(futures):
                 yield future.result()

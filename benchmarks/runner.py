@@ -108,7 +108,13 @@ class Worker:
             **self.usecase.extra_metrics(self.dense, model, cell.seed, kept),
             **self.usecase.latency(model),
         }
-        return row, self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite) else {}
+        extras = self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite) else {}
+        return row, {**extras, "search": _plain(result.info) if result else {}}
+
+
+def _plain(info: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-friendly part of a method's `info` (numbers, strings, lists of them)."""
+    return {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
 
 
 def _keeps_extras(cell: Cell, suite: Suite) -> bool:

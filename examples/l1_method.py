@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from pruning import PruneResult, PruningProblem, harden_widths, kept_widths, prepare, register_method
-from pruning.context import finish, solve_ratio
+from pruning import (PruneResult, PruningProblem, finish, harden_widths, kept_widths, prepare, register_method,
+                     solve_ratio)
 
 
 def l1_order(problem: PruningProblem, labels: list[str]) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@
     >>> result.model, result.achieved, result.in_band, result.widths
 """
 from pruning.coefficients import SoftMasks, coefficients_for, harden, harden_widths, kept_widths, n_removed
-from pruning.context import SearchContext, max_sparsity, prepare
+from pruning.context import SearchContext, finish, max_sparsity, prepare, solve_ratio
 from pruning.groups import Group, Member, build_groups, dependency_graph, format_group_table
 from pruning.problem import PruningProblem, validate_problem, validate_target
 from pruning.ranking import IMPORTANCES, ranking
@@ -26,7 +26,7 @@ __all__ = [
     "ranking", "IMPORTANCES",
     "ParamModel", "count_params", "sparsity",
     "kept_widths", "n_removed", "coefficients_for", "harden", "harden_widths", "SoftMasks",
-    "SearchContext", "prepare", "max_sparsity",
+    "SearchContext", "prepare", "max_sparsity", "solve_ratio", "finish",
     "PruneResult", "register_method", "get_method", "list_methods",
     "GradientConfig", "GridConfig",
     "count_macs", "measure_latency_ms",

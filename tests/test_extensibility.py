@@ -20,7 +20,6 @@ from envs import list_tasks, make_env
 from pruning import list_methods
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `examples/` is not an installed package
 EXAMPLES = ("examples.pendulum_mlp", "examples.l1_method")
 
 
