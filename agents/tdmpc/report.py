@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,10 @@ class RunSummary:
     """Training wall time over all sessions, seconds."""
     precision: str
     """Matmul precision of the run's config."""
+    plan_ms: float
+    """Median over training episodes of the median planning time per action (nan if none logged)."""
+    update_ms: float
+    """Median over training episodes of the mean time per update (nan if none logged)."""
     command: str
     """The command that trains or resumes this run."""
 
@@ -52,17 +58,29 @@ def summarize(run: Path) -> RunSummary | None:
     repeat = action_repeat(make_env(state["task"]))
     return RunSummary(state["task"], int(state["seed"]), state["progress"]["step"] * repeat,
                       int(re.search(r"--steps (\d+)", command).group(1)), final,
-                      float(state["progress"]["wall"]), state["config"].get("precision", "fp32"), command)
+                      float(state["progress"]["wall"]), state["config"].get("precision", "fp32"),
+                      *_median_timings(run / "tb"), command)
+
+
+def _median_timings(logdir: Path) -> tuple[float, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)  # resumed runs add a file per session
+    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    return tuple(statistics.median([e.value for e in events.Scalars(t)]) if t in tags else float("nan")
+                 for t in ("perf/plan_ms", "perf/update_ms"))
 
 
 def table(runs: list[RunSummary]) -> str:
     """Markdown table of the runs."""
-    lines = ["| task | seed | env steps | status | final eval return (10 episodes) | wall time | precision | command |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | seed | env steps | status | final eval return (10 episodes) | wall time | precision "
+             "| plan ms | update ms | command |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         status = "finished" if r.finished else f"partial ({r.env_steps / r.target_steps:.0%})"
         lines.append(f"| {r.task} | {r.seed} | {r.env_steps:,} | {status} | {r.final_return} | "
-                     f"{r.wall_s / 60:.1f} min | {r.precision} | `{r.command}` |")
+                     f"{r.wall_s / 60:.1f} min | {r.precision} | {r.plan_ms:.1f} | {r.update_ms:.1f} | `{r.command}` |")
     return "\n".join(lines)
 
 
