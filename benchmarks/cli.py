@@ -288,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     ns, rest = parser.parse_known_args(argv)
     if rest and ns.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if ns.command != "train":  # training takes its own --threads
+        import torch
+
+        torch.set_num_threads(1)  # small networks: one thread is fastest, and never oversubscribes a shared core
     handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary,
                 "report": cmd_report, "prune": cmd_prune, "eval": cmd_eval}
     try:
