@@ -1,4 +1,4 @@
-"""Shared test set-up: headless MuJoCo, the repository root as working directory, few threads."""
+"""Shared test set-up: headless MuJoCo, the repository root as working directory, one torch thread."""
 import os
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 ROOT = Path(__file__).resolve().parents[1]
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: one thread is fastest and never oversubscribes a shared core
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pruning import build_groups, count_params, get_method
-from test_groups import told_problem, told_rollout, one_thread  # noqa: F401  (autouse fixture)
+from test_groups import told_problem, told_rollout
 
 LEVELS = [round(0.1 * i, 1) for i in range(1, 10)]
 

@@ -8,7 +8,7 @@ import torch
 
 from pruning import SoftMasks, build_groups, harden, kept_widths, ranking
 from pruning.groups import dependency_graph
-from test_groups import ae_problem, told_problem, told_rollout, one_thread  # noqa: F401  (autouse fixture)
+from test_groups import ae_problem, told_problem, told_rollout
 
 
 def test_kept_widths_round_and_keep_at_least_one_channel():

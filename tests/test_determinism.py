@@ -12,7 +12,7 @@ from benchmarks.store import TIMING_COLUMNS, read_csv
 from benchmarks.suite import load_suite
 from benchmarks.usecases import list_usecases
 from pruning import list_methods
-from test_extensibility import one_thread, pendulum  # noqa: F401  (fixtures)
+from test_extensibility import pendulum  # noqa: F401  (fixture)
 
 SUITE = """
 name = "determinism"
@@ -30,7 +30,7 @@ def _without_timing(path: Path) -> list[dict[str, str]]:
     return [{k: str(v) for k, v in row.items() if k not in TIMING_COLUMNS} for row in read_csv(path)]
 
 
-def test_two_runs_give_identical_metrics(tmp_path, one_thread, pendulum) -> None:
+def test_two_runs_give_identical_metrics(tmp_path, pendulum) -> None:
     toml = tmp_path / "determinism.toml"
     toml.write_text(SUITE)
     suite = load_suite(str(toml), list_usecases(), list_methods())

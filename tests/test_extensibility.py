@@ -39,15 +39,6 @@ def examples_registered() -> Iterator[ModuleType]:
 
 
 @pytest.fixture
-def one_thread():
-    """Matrices this small run faster on one thread, the more so on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
 def pendulum() -> Iterator[ModuleType]:
     """The Pendulum example module, with its task, use case and the `l1-uniform` method registered."""
     with examples_registered() as module:
@@ -65,7 +56,7 @@ def test_registered_task_runs_short_episodes(pendulum) -> None:
     assert steps == 120
 
 
-def test_new_agent_and_method_run_through_a_suite(tmp_path, pendulum, one_thread) -> None:
+def test_new_agent_and_method_run_through_a_suite(tmp_path, pendulum) -> None:
     assert "pendulum-mlp" in list_usecases() and "l1-uniform" in list_methods()
     raw = {"name": "pendulum", "model": "pendulum-mlp", "methods": ["l1-uniform", "gradient", "torch-random"],
            "sparsities": [0.3], "seeds": [0], "method_options": {"gradient": {"steps": 40}}}

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from pruning import GradientConfig, SoftMasks, build_groups, get_method, harden_widths, kept_widths, prepare, ranking
 from pruning.gradient import fix_up, uniform_start
-from test_groups import TinyAE, ae_problem, one_thread  # noqa: F401  (autouse fixture)
+from test_groups import TinyAE, ae_problem
 
 
 def low_rank_images(n: int, seed: int) -> torch.Tensor:

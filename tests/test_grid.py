@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pruning import count_params, get_method
-from test_groups import ae_problem, told_problem, told_rollout, one_thread  # noqa: F401  (autouse fixture)
+from test_groups import ae_problem, told_problem, told_rollout
 
 
 class CountingMetric:

@@ -1,6 +1,6 @@
 """Pruning groups on real torch-pruning graphs: a small MLP autoencoder and a TD-MPC-like TOLD model.
 
-The model builders and the `one_thread` fixture here are shared by the other pruning tests
+The model builders here are shared by the other pruning tests
 (`from test_groups import ...`).
 """
 from __future__ import annotations
@@ -56,15 +56,6 @@ def told_rollout(model: nn.Module, obs: torch.Tensor) -> list[torch.Tensor]:
         outputs += [a, model.q1(za), model.q2(za), model.reward(za)]
         z = model.dynamics(za)
     return outputs + [z]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the other core stays free for other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def ae_problem(model: nn.Module | None = None, **kwargs) -> PruningProblem:

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from pruning import count_macs, count_params, get_method, list_methods, measure_latency_ms, validate_target
-from test_groups import TinyTOLD, ae_problem, told_problem, told_rollout, one_thread  # noqa: F401  (autouse fixture)
+from test_groups import TinyTOLD, ae_problem, told_problem, told_rollout
 
 METHODS = ["torch-random", "torch-l2", "tp-random", "tp-magnitude", "grid", "grid-group", "gradient"]
 FAST = {"grid": {"budget": 3}, "grid-group": {"budget": 3}, "gradient": {"steps": 20, "eval_every": 5}}

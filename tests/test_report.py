@@ -2,12 +2,12 @@
 import re
 
 from benchmarks.cli import main
-from test_extensibility import one_thread, pendulum  # noqa: F401  (fixtures)
+from test_extensibility import pendulum  # noqa: F401  (fixture)
 
 SUITE = 'name = "tiny"\nmodel = "pendulum-mlp"\nmethods = ["tp-magnitude", "torch-l2"]\nsparsities = [0.3]\nseeds = [0]\n'
 
 
-def test_verbose_quiet_and_report(tmp_path, capsys, one_thread, pendulum) -> None:
+def test_verbose_quiet_and_report(tmp_path, capsys, pendulum) -> None:
     toml = tmp_path / "tiny.toml"
     toml.write_text(SUITE)
     assert main(["bench", "--suite", str(toml), "--out", str(tmp_path), "--verbose"]) == 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pruning import ParamModel, SoftMasks, build_groups, count_params, harden_widths, kept_widths, ranking, sparsity
-from test_groups import ae_problem, told_problem, one_thread  # noqa: F401  (autouse fixture)
+from test_groups import ae_problem, told_problem
 
 PROBLEMS = {"ae": ae_problem, "told": told_problem}
 

@@ -15,15 +15,6 @@ from envs import make_env
 CFG = preset("tiny")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks are tiny: a second thread only adds contention on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def filled_buffer(obs_dim=5, act_dim=1, episodes=4, length=50, seed=0):
     g = torch.Generator().manual_seed(seed)
     buf = ReplayBuffer(obs_dim, act_dim, episodes * length, CFG.horizon)
