@@ -147,7 +147,7 @@ def cmd_prune(ns: argparse.Namespace) -> int:
     usecase = get_usecase(ns.model, ns.checkpoint or "")
     problem = usecase.problem(usecase.load(), ns.seed, latent_prunable=not ns.keep_latent)
     torch.manual_seed(ns.seed)
-    result = method(problem, ns.sparsity, eps=ns.eps, seed=ns.seed)
+    result = method(problem, ns.sparsity, eps=ns.eps, seed=ns.seed, **usecase.method_options(ns.method))
     path = save_pruned(ns.out, usecase, result, ns.seed, not ns.keep_latent, ns.eps)
     print(repr(result))
     if not result.in_band:

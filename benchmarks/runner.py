@@ -52,7 +52,8 @@ def cell_fingerprinter(suite: Suite, usecase: UseCase):
     """Hash of everything that decides a cell's row: checkpoint bytes, tolerance and options."""
     base = {"model": suite.model, "checkpoint": _file_digest(usecase.checkpoint), "eps": suite.eps,
             "model_options": suite.model_options}
-    return lambda cell: fingerprint({**base, "method_options": suite.method_options.get(cell.method, {})})
+    return lambda cell: fingerprint({**base, "method_options": usecase.method_options(
+        cell.method, suite.method_options.get(cell.method))})
 
 
 def _cell_seed(cell: Cell) -> int:
@@ -85,7 +86,7 @@ class Worker:
             model, result = self.dense, None
         else:
             problem = self.usecase.problem(self.dense, cell.seed, cell.latent_prunable)
-            options = self.suite.method_options.get(cell.method, {})
+            options = self.usecase.method_options(cell.method, self.suite.method_options.get(cell.method))
             result = get_method(cell.method)(problem, cell.target_sparsity, eps=self.suite.eps, seed=cell.seed, **options)
             model = result.model.eval()
         metric, spread = self.usecase.evaluate(model, cell.seed)

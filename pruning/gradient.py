@@ -9,6 +9,7 @@ import torch
 
 from pruning.coefficients import SoftMasks, coefficients_for, harden_widths, kept_widths, n_removed
 from pruning.context import SearchContext, finish, measured_widths, prepare, solve_ratio
+from pruning.groups import Group
 from pruning.problem import PruningProblem
 from pruning.ranking import ranking
 from pruning.registry import check_options, register_method
@@ -41,18 +42,46 @@ class GradientConfig:
     """Aim at [target, target + eps] rather than the whole band, so the result never undercuts the target."""
     importance: str = "taylor"
     """Within-group ranking: 'taylor' (of the task surrogate), 'magnitude' or 'random'."""
+    starts: tuple[str, ...] = ("uniform",)
+    """Starting points, each optimised for `steps`: 'uniform' (one coefficient for every prunable group) and
+    'keep-inter' (inter-component groups whole, one coefficient for the intra groups); best held-out wins."""
 
     def __post_init__(self) -> None:
+        self.starts = tuple(self.starts)
+        unknown = [s for s in self.starts if s not in STARTS]
+        if unknown or not self.starts:
+            raise ValueError(f"starts must be a non-empty list of {list(STARTS)}, got {list(self.starts)}")
         if self.select not in ("heldout", "last"):
             raise ValueError(f"select must be 'heldout' or 'last', got {self.select!r}")
         if self.steps < 1 or self.eval_every < 1:
             raise ValueError("steps and eval_every must be >= 1")
 
 
-def uniform_start(ctx: SearchContext) -> float:
-    """The one coefficient shared by every prunable group that comes closest to the target sparsity."""
-    return solve_ratio(lambda c: ctx.hard_sparsity(kept_widths({g.label: c for g in ctx.groups}, ctx.groups)),
-                       ctx, hi=ctx.problem.c_max)
+STARTS = ("uniform", "keep-inter")
+
+
+def uniform_start(ctx: SearchContext, groups: list[Group] | None = None) -> float:
+    """The one coefficient shared by `groups` (default: every prunable group; the others stay whole) that
+    comes closest to the target sparsity."""
+    shared = ctx.groups if groups is None else groups
+
+    def sparsity(c: float) -> float:
+        return ctx.hard_sparsity(kept_widths({g.label: c for g in shared}, ctx.groups))
+
+    return solve_ratio(sparsity, ctx, hi=ctx.problem.c_max)
+
+
+def start_coefficients(ctx: SearchContext, start: str) -> dict[str, float] | None:
+    """Initial coefficient per prunable group for a named start; None when the start cannot reach the band
+    or coincides with 'uniform' (no inter-component group is prunable)."""
+    if start == "uniform":
+        return {g.label: uniform_start(ctx) for g in ctx.prunable}
+    intra = [g for g in ctx.prunable if g.kind == "intra"]
+    if len(intra) == len(ctx.prunable) or not intra:
+        return None
+    c = uniform_start(ctx, intra)
+    coeffs = {g.label: (c if g.kind == "intra" else 0.0) for g in ctx.prunable}
+    return coeffs if ctx.in_band(ctx.hard_sparsity(kept_widths(coeffs, ctx.groups))) else None
 
 
 def _move_cost(ctx: SearchContext, widths: dict[str, int], label: str, step: int) -> float:
@@ -166,15 +195,21 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
     ctx.floor = target if cfg.at_least_target else None
     order = ranking(problem, ctx.groups, cfg.importance, seed)
     model = copy.deepcopy(problem.model).requires_grad_(False)
-    start = uniform_start(ctx)
-    masks = SoftMasks(model, ctx.groups, order, init=start, temperature=cfg.t_start,
-                      straight_through=cfg.straight_through)
+    masks = SoftMasks(model, ctx.groups, order, temperature=cfg.t_start, straight_through=cfg.straight_through)
     tracker = _Tracker(ctx, masks, cfg)
+    runs = {}
     with torch.random.fork_rng(devices=[]), masks:
-        torch.manual_seed(seed)
-        info = _optimise(ctx, masks, cfg, tracker)
+        for name in cfg.starts:
+            coeffs = start_coefficients(ctx, name)
+            if coeffs is None:
+                continue
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                for label, value in coeffs.items():
+                    masks.c[label].fill_(value)
+            runs[name] = {"start": coeffs, **_optimise(ctx, masks, cfg, tracker)}
         widths = tracker.choice()
     pruned, history = harden_widths(problem, ctx.groups, order, widths)
-    info.update(start=start, heldout_best=tracker.best[0] if tracker.best else None, **asdict(cfg))
+    info = {"starts_run": runs, "heldout_best": tracker.best[0] if tracker.best else None, **asdict(cfg)}
     return finish(ctx, "gradient", pruned, measured_widths(pruned, ctx.groups),
                   coefficients_for(widths, ctx.groups), history=history, info=info)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 import torch_pruning as tp
@@ -20,7 +21,8 @@ def ranking(problem: PruningProblem, groups: list[Group], importance: str = "mag
 
     "taylor": application-specific: torch-pruning's GroupTaylorImportance (|weight x gradient| over all
     coupled parameters) of the task surrogate, accumulated over `TAYLOR_BATCHES` surrogate batches on a
-    copy of the model; needs `problem.surrogate` (falls back to "magnitude" without one).
+    copy of the model; needs `problem.surrogate` with a non-zero gradient at the dense model (otherwise it
+    falls back to "magnitude", with a warning: a distillation to the dense model has zero gradient there).
     "magnitude": torch-pruning's GroupMagnitudeImportance(p=2) over all coupled rows, columns and norms.
     "random": a permutation from a generator seeded with `seed` (the global RNG is left alone).
     """
@@ -30,19 +32,26 @@ def ranking(problem: PruningProblem, groups: list[Group], importance: str = "mag
     if importance not in IMPORTANCES:
         raise ValueError(f"unknown importance {importance!r}; valid choices: {list(IMPORTANCES)}")
     if importance == "taylor" and problem.surrogate is not None:
-        return _taylor_ranking(problem, groups)
+        taylor = _taylor_ranking(problem, groups)
+        if taylor is not None:
+            return taylor
+        warnings.warn("the surrogate has zero gradient at the dense model (a distillation to the model "
+                      "itself?), so Taylor importance is undefined; ranking by magnitude instead", stacklevel=2)
     dg = dependency_graph(problem.model, problem)
     scorer = tp.importance.GroupMagnitudeImportance(p=2)
     with torch.no_grad():
         return {g.label: torch.argsort(scorer(tp_group(dg, g)), stable=True) for g in groups}
 
 
-def _taylor_ranking(problem: PruningProblem, groups: list[Group]) -> dict[str, torch.Tensor]:
+def _taylor_ranking(problem: PruningProblem, groups: list[Group]) -> dict[str, torch.Tensor] | None:
+    """Taylor ranking, or None when every gradient vanishes (the ranking would be the index order)."""
     model = copy.deepcopy(problem.model).requires_grad_(True)
     dg = dependency_graph(model, problem)
     with torch.enable_grad():
         for step in range(TAYLOR_BATCHES):
             problem.surrogate(model, step).backward()
+    if all(p.grad is None or not p.grad.any() for p in model.parameters()):
+        return None
     scorer = tp.importance.GroupTaylorImportance()
     with torch.no_grad():
         return {g.label: torch.argsort(scorer(tp_group(dg, g)), stable=True) for g in groups}

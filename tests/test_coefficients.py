@@ -123,6 +123,19 @@ def test_taylor_ranking_puts_dead_channels_first_and_leaves_the_model_alone():
     assert all(torch.equal(magnitude[k], v) for k, v in ranking(without_surrogate, groups, "taylor").items())
 
 
+def test_taylor_of_a_self_distillation_falls_back_to_magnitude_with_a_warning():
+    problem = ae_problem()
+    x = problem.example_inputs
+    with torch.no_grad():
+        teacher = problem.model(x).clone()
+    problem.surrogate = lambda m, step: torch.nn.functional.mse_loss(m(x), teacher)  # zero gradient at the teacher
+    groups = build_groups(problem)
+    with pytest.warns(UserWarning, match="zero gradient at the dense model"):
+        order = ranking(problem, groups, "taylor")
+    magnitude = ranking(problem, groups, "magnitude")
+    assert all(torch.equal(magnitude[k], v) for k, v in order.items())
+
+
 def test_straight_through_masks_are_hard_forward_and_soft_backward():
     problem = ae_problem()
     groups = build_groups(problem)

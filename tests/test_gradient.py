@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from pruning import GradientConfig, SoftMasks, build_groups, get_method, harden_widths, kept_widths, prepare, ranking
-from pruning.gradient import fix_up, uniform_start
+from pruning.gradient import fix_up, start_coefficients, uniform_start
 from test_groups import TinyAE, ae_problem
 
 
@@ -85,3 +85,25 @@ def test_gradient_never_undercuts_the_target_by_default():
     for target in (0.3, 0.5):
         result = get_method("gradient")(problem, target, eps=0.02, steps=30)
         assert result.in_band and target - 1e-9 <= result.achieved <= target + 0.02
+
+
+def test_keep_inter_start_runs_with_the_latent_whole_and_competes(trained_problem):
+    ctx = prepare(trained_problem, 0.5, 0.01)
+    coeffs = start_coefficients(ctx, "keep-inter")
+    inter = [g.label for g in ctx.groups if g.kind == "inter"]
+    assert inter and all(coeffs[label] == 0.0 for label in inter)
+    assert ctx.in_band(ctx.hard_sparsity(kept_widths(coeffs, ctx.groups)))
+    single = get_method("gradient")(trained_problem, 0.5, steps=40)
+    both = get_method("gradient")(trained_problem, 0.5, steps=40, starts=["uniform", "keep-inter"])
+    assert set(both.info["starts_run"]) == {"uniform", "keep-inter"} and both.in_band
+    assert both.info["heldout_best"] <= single.info["heldout_best"] + 1e-9
+    with pytest.raises(ValueError, match="starts must be"):
+        GradientConfig(starts=["middle"])
+
+
+def test_keep_inter_start_is_skipped_without_prunable_inter_groups():
+    problem = ae_problem(surrogate=lambda m, step: torch.nn.functional.mse_loss(m(problem.example_inputs), problem.example_inputs))
+    problem.latent_prunable = False
+    assert start_coefficients(prepare(problem, 0.4, 0.02), "keep-inter") is None
+    result = get_method("gradient")(problem, 0.4, eps=0.02, steps=10, starts=["uniform", "keep-inter"])
+    assert list(result.info["starts_run"]) == ["uniform"]

@@ -17,6 +17,8 @@ class UseCase(ABC):
     metric_name: str = ""
     latent_layer: str = ""
     """qualified name of the layer whose output is the latent (for latent stability)"""
+    method_defaults: dict[str, dict[str, Any]] = {}
+    """Per-method option defaults this task needs (a suite's method_options override them)."""
 
     def __init__(self, checkpoint: str = "", **options: Any) -> None:
         self.checkpoint = checkpoint
@@ -56,6 +58,10 @@ class UseCase(ABC):
     def extras(self, model: nn.Module, seed: int) -> dict[str, Any]:
         """Side data kept with a cell for figures (e.g. reconstructions); empty by default."""
         return {}
+
+    def method_options(self, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Options a method runs with on this task: the task's defaults, then `overrides` (a suite's)."""
+        return {**self.method_defaults.get(method, {}), **(overrides or {})}
 
     def extra_metrics(self, dense: nn.Module, model: nn.Module, seed: int, kept: torch.Tensor | None) -> dict[str, float]:
         """Further columns (e.g. rollout_error); `kept` = surviving latent indices when the latent shrank."""

@@ -71,6 +71,14 @@ class TDMPCUseCase(UseCase):
 
     metric_name = "return"
     latent_layer = "encoder.2"
+    method_defaults = {
+        # The surrogate distils the dense agent, so its gradient vanishes at the dense model: Taylor ranking
+        # is undefined there and channels are ranked by magnitude.
+        "grid": {"importance": "magnitude"},
+        "grid-group": {"importance": "magnitude"},
+        # Pruning the latent is what breaks TD-MPC; starting once with it whole lets the search compare both.
+        "gradient": {"importance": "magnitude", "starts": ["uniform", "keep-inter"]},
+    }
 
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
                  calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 1.0) -> None:
