@@ -24,10 +24,14 @@ class TDMPC:
         """Agent steps trained so far (sets the planner's horizon and std schedules)."""
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32).view(-1, 1, 1)
 
-    def reset_training_state(self) -> None:
-        """Target = copy of the model, fresh optimisers. Call after changing the model's layers
-        (e.g. physical pruning) before training it further."""
-        self.target = copy.deepcopy(self.model).requires_grad_(False)
+    def reset_training_state(self, target: TOLD | None = None) -> None:
+        """Target = `target` (default: a copy of the model), fresh optimisers. Call after changing the
+        model's layers (e.g. physical pruning) before training it further."""
+        self.target = (copy.deepcopy(self.model) if target is None else target).requires_grad_(False)
+        # Each target parameter follows the model's tensor of the same name: the parameter itself, or the
+        # effective (masked) weight of a layer pruned with torch.nn.utils.prune.
+        self._ema_sources = [(self.model.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2])
+                             for name, _ in self.target.named_parameters()]
         self._pi_params = list(self.model.pi.parameters())
         pi_ids = {id(p) for p in self._pi_params}
         self._model_params = [p for p in self.model.parameters() if id(p) not in pi_ids]
@@ -123,7 +127,8 @@ class TDMPC:
     @torch.no_grad()
     def ema(self) -> None:
         """Move the target network towards the model by tau."""
-        torch._foreach_lerp_(list(self.target.parameters()), list(self.model.parameters()), self.cfg.tau)
+        sources = [getattr(module, attr) for module, attr in self._ema_sources]
+        torch._foreach_lerp_(list(self.target.parameters()), sources, self.cfg.tau)
 
     def state_dict(self) -> dict:
         """Model, target, both optimisers and the step counter."""

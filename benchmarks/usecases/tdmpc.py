@@ -24,7 +24,7 @@ from agents.tdmpc.planner import planning_horizon
 from agents.tdmpc.train import evaluate
 from benchmarks.usecases.base import UseCase, register_usecase
 from envs import make_env
-from pruning import PruningProblem, count_macs
+from pruning import PruneResult, PruningProblem, count_macs
 
 EVAL_SEED = 10_000
 """Evaluation episodes of cell seed s reset the env with EVAL_SEED + 100 s + i (never used in training)."""
@@ -108,6 +108,19 @@ class TDMPCUseCase(UseCase):
         agent = copy.copy(dense)
         agent.model = model.eval()
         agent.planner = type(dense.planner)(dense.cfg, dense.act_dim)
+        return agent
+
+    def pruned_agent(self, result: PruneResult) -> TDMPC:
+        """A trainable agent around a pruning result, with fresh optimisers: its target network is the dense
+        target pruned at the same channels (torch-pruning history replayed, or the same masks applied)."""
+        agent = self.wrap(result.model)
+        dense_target = self.agent().target
+        if result.history:
+            example = {"obs": self.visits().obs[:4], "action": self.visits().actions[:4]}
+            target = replay_on_target(dense_target, result.history, example)
+        else:
+            target = masked_like(dense_target, result.model)
+        agent.reset_training_state(target)
         return agent
 
     # -- data ------------------------------------------------------------------------------------------
@@ -230,9 +243,20 @@ class TDMPCUseCase(UseCase):
         return {"rollout_error": float(torch.stack(errors).mean())}
 
 
+def masked_like(target: TOLD, masked: nn.Module) -> TOLD:
+    """A copy of `target` with the `torch.nn.utils.prune` masks of `masked` multiplied into its weights."""
+    target = copy.deepcopy(target)
+    with torch.no_grad():
+        for name, buffer in masked.named_buffers():
+            if name.endswith("_mask"):
+                module, _, attr = name.rpartition(".")
+                getattr(target.get_submodule(module), attr.removesuffix("_mask")).mul_(buffer)
+    return target
+
+
 def replay_on_target(target: TOLD, history: list, example_inputs: dict) -> TOLD:
     """Apply a pruned model's torch-pruning history to (a copy of) its target network."""
-    target = copy.deepcopy(target)
+    target = copy.deepcopy(target).requires_grad_(True)  # tracing follows autograd: frozen layers would be missed
     graph = tp.DependencyGraph().build_dependency(target, example_inputs, forward_fn=trace_forward)
     graph.load_pruning_history(history)
     return target

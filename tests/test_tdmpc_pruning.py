@@ -1,0 +1,79 @@
+"""Pruning a TD-MPC agent: every method leaves an agent that plans and trains, with a matching target."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from agents.tdmpc import TDMPC, preset
+from agents.tdmpc.checkpoint import save_agent
+from benchmarks.usecases import get_usecase
+from pruning import get_method
+from test_tdmpc import filled_buffer
+
+FAST = {"grid": {"budget": 2}, "gradient": {"steps": 6, "eval_every": 3}}
+"""Small budgets: behaviour, not quality, is under test."""
+
+
+def layer_shapes(model: torch.nn.Module) -> dict[str, tuple]:
+    """Weight and bias shapes of every layer (masked layers included: their effective weight)."""
+    return {name: (tuple(m.weight.shape), tuple(m.bias.shape)) for name, m in model.named_modules()
+            if getattr(m, "weight", None) is not None and getattr(m, "bias", None) is not None}
+
+
+@pytest.fixture(scope="module")
+def tiny_usecase(tmp_path_factory):
+    torch.manual_seed(0)
+    agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
+    agent.step = 10_000
+    path = tmp_path_factory.mktemp("agent") / "agent.pt"
+    save_agent(path, agent, "cartpole-swingup")
+    return get_usecase("tdmpc-cartpole-swingup", str(path), episodes=1, grid_episodes=1, calib_episodes=1,
+                       states=8, candidates=4)
+
+
+@pytest.mark.parametrize("method", ["torch-random", "torch-l2", "tp-random", "tp-magnitude", "grid", "gradient"])
+def test_every_method_leaves_an_agent_that_plans_and_trains(tiny_usecase, method):
+    dense = tiny_usecase.load()
+    for level in (0.1, 0.5, 0.9):
+        problem = tiny_usecase.problem(dense, 0, latent_prunable=True)
+        options = tiny_usecase.method_options(method, FAST.get(method))
+        result = get_method(method)(problem, level, eps=0.02, seed=0, **options)
+        assert result.in_band, (method, level, result.achieved)
+        agent = tiny_usecase.pruned_agent(result)
+        assert layer_shapes(agent.target) == layer_shapes(agent.model)
+        action = agent.plan(tiny_usecase.visits().obs[0], eval_mode=True, step=agent.step)
+        assert action.shape == (1,) and bool(action.abs().le(1).all())
+        losses = agent.update(filled_buffer(), agent.step)
+        assert all(torch.isfinite(torch.as_tensor(v)).all() for v in losses.values())
+
+
+def test_pruned_target_keeps_the_dense_targets_own_weights(tiny_usecase):
+    dense_agent = tiny_usecase.agent()
+    with torch.no_grad():
+        for p in dense_agent.target.parameters():
+            p.add_(1.0)  # make the target differ from the model, as EMA does
+    try:
+        problem = tiny_usecase.problem(tiny_usecase.load(), 0, latent_prunable=True)
+        result = get_method("tp-magnitude")(problem, 0.4, eps=0.02)
+        agent = tiny_usecase.pruned_agent(result)
+        difference = agent.target.q1[0].weight - agent.model.q1[0].weight
+        assert torch.allclose(difference, torch.ones_like(difference))
+    finally:
+        with torch.no_grad():
+            for p in dense_agent.target.parameters():
+                p.sub_(1.0)
+
+
+def test_prune_and_evaluate_a_tdmpc_agent_through_the_cli(tiny_usecase, tmp_path):
+    out = tmp_path / "pruned.pt"
+    cli = [sys.executable, "-m", "benchmarks.cli"]
+    pruned = subprocess.run([*cli, "prune", "--model", "tdmpc-cartpole-swingup", "--checkpoint", tiny_usecase.checkpoint,
+                             "--method", "tp-magnitude", "--sparsity", "0.3", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert pruned.returncode == 0, pruned.stderr
+    scored = subprocess.run([*cli, "eval", str(out)], capture_output=True, text=True, timeout=600)
+    assert scored.returncode == 0, scored.stderr
+    assert "return:" in scored.stdout and "tp-magnitude" in scored.stdout
