@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 DEFAULT_SUITE = "ae"
+DEFAULT_OUT = Path("results")
 
 
 def _known() -> tuple[list[str], list[str]]:
@@ -49,9 +51,10 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     executor = make_executor(ns.executor, ns.address)  # fails (e.g. Ray missing) before any result is touched
     overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers}
     suite = load_suite(ns.suite, *_known(), **overrides)
+    command = _reproduce_command(ns)
     store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet, on_cell=_print_row if ns.verbose else None,
-                      executor=executor)
-    _finish(store.root, _reproduce_command(ns), quiet=ns.quiet)
+                      executor=executor, command=command)
+    _finish(store.root, command, quiet=ns.quiet)
     return 0
 
 
@@ -62,10 +65,14 @@ def _print_row(cell, row: dict) -> None:
 
 
 def _reproduce_command(ns: argparse.Namespace) -> str:
-    parts = ["ctrlprune bench", f"--suite {ns.suite}"]
+    """The `ctrlprune bench` command that recomputes these results: suite name or path as given, plugins, subsets."""
+    plugins = [f"--plugin {shlex.quote(m)}" for m in ns.plugin]
+    parts = ["ctrlprune", *plugins, "bench", f"--suite {shlex.quote(ns.suite)}"]
     for flag, value in (("--methods", ns.methods), ("--sparsities", ns.sparsities), ("--seeds", ns.seeds)):
         if value:
-            parts.append(f"{flag} {','.join(map(str, value))}")
+            parts.append(f"{flag} {shlex.quote(','.join(map(str, value)))}")
+    if ns.out != DEFAULT_OUT:
+        parts.append(f"--out {shlex.quote(str(ns.out))}")
     return " ".join(parts)
 
 
@@ -86,10 +93,17 @@ def _finish(result_dir: Path, command: str, quiet: bool = False) -> None:
 
 
 def _recorded_command(result_dir: Path) -> str:
+    """The command run.json recorded; for older runs, the shipped suite of that name; "" when unknown."""
     import json
 
+    from benchmarks.suite import shipped_suites
+
     info = result_dir / "run.json"
-    return f"ctrlprune bench --suite {json.loads(info.read_text())['suite']['name']}" if info.is_file() else "ctrlprune bench"
+    recorded = json.loads(info.read_text()) if info.is_file() else {}
+    if recorded.get("command"):
+        return recorded["command"]
+    name = recorded.get("suite", {}).get("name", result_dir.name)
+    return f"ctrlprune bench --suite {name}" if name in shipped_suites() else ""
 
 
 def cmd_summary(ns: argparse.Namespace) -> int:
@@ -223,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", type=_csv_strs, help="comma-separated subset of methods")
     bench.add_argument("--sparsities", type=_csv_floats, help="comma-separated target sparsities")
     bench.add_argument("--seeds", type=_csv_ints, help="comma-separated seeds")
-    bench.add_argument("--out", type=Path, default=Path("results"), help="results root (default: results)")
+    bench.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results root (default: {DEFAULT_OUT})")
     bench.add_argument("--executor", choices=["local", "ray"], default="local",
                        help="where cells run: this machine (default) or Ray tasks (pip install '.[ray]')")
     bench.add_argument("--address", metavar="ADDR", help="Ray cluster to join, e.g. head:6379 (default: a local Ray instance)")

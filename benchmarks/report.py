@@ -77,13 +77,20 @@ def dense_line(rows: list[dict[str, Any]]) -> str:
     return f"Dense model: {dense[0]['metric_name']} {mean:.2f} ± {std:.2f}, {dense[0]['params']:,} parameters, {dense[0]['macs']:,} MACs."
 
 
+def reproduce_line(command: str) -> str:
+    """How to recompute the results; `command` is "" when the run did not record one (e.g. run from Python)."""
+    if command:
+        return f"Reproduce: `{command}`"
+    return "Reproduce: no command recorded (the suite was not run by `ctrlprune bench`); its fields are in run.json."
+
+
 def summary_markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:
     """The whole summary page of a suite."""
     if not rows:
         return f"# {title}\n\nNo finished cells yet.\n"
     metric = rows[0]["metric_name"]
     parts = [
-        f"# {title}", f"Reproduce: `{command}`", dense_line(rows),
+        f"# {title}", reproduce_line(command), dense_line(rows),
         f"## {metric} (mean ± std over seeds)", markdown_table(rows, "metric"),
         "## Achieved sparsity", markdown_table(rows, "achieved_sparsity", 3),
         "## Latent stability: linear CKA to the dense latents", markdown_table(rows, "latent_cka", 3),

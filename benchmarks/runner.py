@@ -147,10 +147,11 @@ def _execute(suite: Suite, todo: list[Cell], workers: int,
 
 def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, workers: int | None = None,
               quiet: bool = False, on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
-              executor: Executor | None = None) -> ResultStore:
+              executor: Executor | None = None, command: str = "") -> ResultStore:
     """Run every missing cell of `suite` on `executor` (default: local), store each as it finishes, rebuild metrics.csv.
 
     `on_cell(cell, row)` is called after each finished cell is stored (e.g. to print its row).
+    `command` is the shell command that reproduces this run; run.json keeps it for the report.
     """
     usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
     usecase.load()  # fail early (missing or corrupt checkpoint) before any result is touched
@@ -172,13 +173,14 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
             if on_cell is not None:
                 on_cell(cell, row)
     store.write_csv(cells)
-    _write_run_info(store, suite, time.perf_counter() - started, len(todo))
+    _write_run_info(store, suite, time.perf_counter() - started, len(todo), command)
     return store
 
 
-def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: int) -> None:
-    """run.json: the suite as run, how many cells this run computed, its wall time and the machine."""
-    info = {"suite": suite_to_dict(suite), "cells_computed": computed, "wall_seconds": round(seconds, 1),
-            "torch": str(torch.__version__), "threads": torch.get_num_threads(), "machine": platform.machine(),
-            "cpus": os.cpu_count()}
+def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: int, command: str) -> None:
+    """run.json: the suite as run, the command that ran it ("" from Python), how many cells this run computed,
+    its wall time and the machine."""
+    info = {"suite": suite_to_dict(suite), "command": command, "cells_computed": computed,
+            "wall_seconds": round(seconds, 1), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+            "machine": platform.machine(), "cpus": os.cpu_count()}
     write_atomic(store.root / "run.json", json.dumps(info, indent=1))

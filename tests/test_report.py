@@ -1,7 +1,9 @@
 """`ctrlprune bench --verbose/--quiet` and `ctrlprune report`: rows as they finish, one page with tables and figures."""
+import json
 import re
 
-from benchmarks.cli import main
+from benchmarks.cli import _recorded_command, main
+from benchmarks.report import reproduce_line
 from test_extensibility import pendulum  # noqa: F401  (fixture)
 
 SUITE = 'name = "tiny"\nmodel = "pendulum-mlp"\nmethods = ["tp-magnitude", "torch-l2"]\nsparsities = [0.3]\nseeds = [0]\n'
@@ -26,3 +28,22 @@ def test_verbose_quiet_and_report(tmp_path, capsys, pendulum) -> None:
     assert "plots/metric_vs_sparsity.png" in links and all((result / link).is_file() for link in links)
     html = (result / "report.html").read_text()
     assert "<table>" in html and '<img alt="metric_vs_sparsity" src="plots/metric_vs_sparsity.png"' in html
+
+
+def test_reproduce_line_names_the_suite_file_given_as_a_path(tmp_path, pendulum) -> None:
+    toml = tmp_path / "my suite.toml"
+    toml.write_text(SUITE)
+    out = tmp_path / "out"
+    assert main(["--plugin", "examples.pendulum_mlp", "bench", "--suite", str(toml), "--out", str(out), "--quiet",
+                 "--methods", "tp-magnitude"]) == 0
+    command = f"ctrlprune --plugin examples.pendulum_mlp bench --suite '{toml}' --methods tp-magnitude --out {out}"
+    assert json.loads((out / "tiny" / "run.json").read_text())["command"] == command
+    assert main(["report", str(out / "tiny")]) == 0
+    assert f"Reproduce: `{command}`" in (out / "tiny" / "report.md").read_text()
+
+
+def test_reproduce_line_of_runs_without_a_recorded_command(tmp_path) -> None:
+    for name, expected in (("ae", "Reproduce: `ctrlprune bench --suite ae`"), ("mine", "no command recorded")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"suite": {"name": name}}))
+        assert expected in reproduce_line(_recorded_command(tmp_path / name))
