@@ -44,13 +44,16 @@ def _csv_strs(text: str) -> list[str]:
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
+    import dataclasses
+
     from benchmarks.executors import make_executor
     from benchmarks.runner import run_suite
     from benchmarks.suite import load_suite
 
     executor = make_executor(ns.executor, ns.address)  # fails (e.g. Ray missing) before any result is touched
     overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers}
-    suite = load_suite(ns.suite, *_known(), **overrides)
+    suite = load_suite(ns.suite, **overrides)
+    suite = dataclasses.replace(suite, plugins=tuple(dict.fromkeys([*ns.plugin, *suite.plugins])))  # for the workers
     command = _reproduce_command(ns)
     store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet, on_cell=_print_row if ns.verbose else None,
                       executor=executor, command=command)
@@ -279,23 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_plugins(modules: list[str]) -> None:
-    """Import user modules that register use cases, tasks or pruning methods (looked up from the working directory too)."""
-    import importlib
-
-    if modules and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ValueError(f"--plugin {module}: cannot import it ({err})") from err
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ctrlprune` console script; errors are one clear line, exit code 2."""
     from agents.checkpoint import CheckpointError
-    from benchmarks.suite import SuiteError
+    from benchmarks.suite import SuiteError, import_plugins
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -309,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary,
                 "report": cmd_report, "prune": cmd_prune, "eval": cmd_eval}
     try:
-        _import_plugins(ns.plugin)
+        import_plugins(ns.plugin)
         code = cmd_train(ns, rest) if ns.command == "train" else handlers[ns.command](ns)
     except (SuiteError, CheckpointError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"ctrlprune {ns.command}: error: {err}", file=sys.stderr)

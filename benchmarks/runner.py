@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from benchmarks.stability import kept_indices, linear_cka, mean_cosine
 from benchmarks.store import Cell, ResultStore, fingerprint, write_atomic
-from benchmarks.suite import Suite, suite_to_dict
+from benchmarks.suite import Suite, import_plugins, suite_to_dict
 from benchmarks.usecases import UseCase, get_usecase
 from pruning import count_params, get_method
 
@@ -75,6 +75,9 @@ class Worker:
 
     @classmethod
     def create(cls, suite: Suite) -> "Worker":
+        """The worker of `suite` in this process, after importing the suite's plugins (spawned and Ray workers
+        start without them)."""
+        import_plugins(suite.plugins)
         usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
         dense = usecase.load()
         return cls(suite, usecase, dense, count_params(dense))
@@ -153,6 +156,7 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
     `on_cell(cell, row)` is called after each finished cell is stored (e.g. to print its row).
     `command` is the shell command that reproduces this run; run.json keeps it for the report.
     """
+    import_plugins(suite.plugins)
     usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
     usecase.load()  # fail early (missing or corrupt checkpoint) before any result is touched
     store = ResultStore(root / suite.name, cell_fingerprinter(suite, usecase))

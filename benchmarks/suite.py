@@ -13,14 +13,20 @@ seeds = [0, 1, 2]
 [method_options.grid-group]
 budget = 128
 ```
+
+A suite may name `plugins = ["module", ...]`: modules imported before it is validated, and in every worker
+process, that register its use case or methods.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import os
+import sys
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -57,13 +63,15 @@ class Suite:
     """cells run in parallel processes"""
     description: str = ""
     """one line shown in the report"""
+    plugins: tuple[str, ...] = ()
+    """modules imported first, in every worker process too, that register the use case or methods"""
 
     def __repr__(self) -> str:
         return (f"Suite({self.name!r}: {self.model}, {len(self.methods)} methods x {len(self.sparsities)} levels x "
                 f"{len(self.seeds)} seeds x latent {list(self.latent_prunable)}, eps={self.eps})")
 
 
-_TUPLE_TYPES = {"methods": str, "sparsities": float, "seeds": int, "latent_prunable": bool}
+_TUPLE_TYPES = {"methods": str, "sparsities": float, "seeds": int, "latent_prunable": bool, "plugins": str}
 _SCALAR_TYPES = {"name": str, "model": str, "eps": float, "checkpoint": str, "workers": int, "description": str}
 
 
@@ -147,6 +155,26 @@ def _check_semantics(suite: Suite, known_models: list[str], known_methods: list[
         raise SuiteError(f"seeds must be non-negative, got {list(suite.seeds)}")
     if not 1 <= suite.workers <= 64:
         raise SuiteError(f"workers {suite.workers} must lie in [1, 64]")
+    _check_module_names(suite.plugins)
+
+
+def _check_module_names(modules: Iterable[str]) -> None:
+    bad = [m for m in modules if not all(part.isidentifier() for part in m.split("."))]
+    if bad:
+        raise SuiteError(f"plugins {bad} are not importable module names (like 'mypkg.methods')")
+
+
+def import_plugins(modules: Iterable[str]) -> None:
+    """Import user modules that register use cases, tasks or pruning methods (found in the working directory too)."""
+    modules = list(modules)
+    _check_module_names(modules)
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise SuiteError(f"plugin {module}: cannot import it ({err})") from err
 
 
 def shipped_suites() -> list[str]:
@@ -154,8 +182,19 @@ def shipped_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
-def load_suite(name_or_path: str, known_models: list[str], known_methods: list[str], **overrides: Any) -> Suite:
-    """Load a shipped suite by name or a TOML file by path, apply `overrides`, and validate it."""
+def _registered() -> tuple[list[str], list[str]]:
+    from benchmarks.usecases import list_usecases
+    from pruning import list_methods
+
+    return list_usecases(), list_methods()
+
+
+def load_suite(name_or_path: str, known_models: list[str] | None = None, known_methods: list[str] | None = None,
+               **overrides: Any) -> Suite:
+    """Load a shipped suite by name or a TOML file by path, apply `overrides`, import its plugins, and validate it.
+
+    Without `known_models` and `known_methods`, they are the registered ones once the plugins are imported.
+    """
     path = Path(name_or_path)
     if not path.suffix:
         path = SUITES_DIR / f"{name_or_path}.toml"
@@ -168,6 +207,10 @@ def load_suite(name_or_path: str, known_models: list[str], known_methods: list[s
     raw.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("methods") and isinstance(raw.get("method_options"), dict):
         raw["method_options"] = {m: o for m, o in raw["method_options"].items() if m in overrides["methods"]}
+    if "plugins" in raw:
+        import_plugins(_check_list("plugins", raw["plugins"], str))
+    if known_models is None or known_methods is None:
+        known_models, known_methods = _registered()
     return parse_suite(raw, known_models, known_methods)
 
 

@@ -1,6 +1,7 @@
 """The README's worked examples: a new task, a new agent (use case) and a new pruning method run through a suite."""
 import contextlib
 import importlib
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -11,9 +12,10 @@ import torch
 
 import envs.registry
 import pruning.registry
+from benchmarks.cli import main
 from benchmarks.runner import run_suite
 from benchmarks.store import read_csv
-from benchmarks.suite import Suite, parse_suite
+from benchmarks.suite import Suite, SuiteError, load_suite, parse_suite
 from benchmarks.usecases import base as usecase_base
 from benchmarks.usecases import list_usecases
 from envs import list_tasks, make_env
@@ -75,6 +77,29 @@ def test_new_agent_and_method_run_through_a_suite(tmp_path, pendulum) -> None:
     assert by_method["l1-uniform"]["params"] < dense["params"]
     expert_return = pendulum.PendulumMLPUseCase().evaluate(pendulum.expert, 0)[0]
     assert abs(dense["metric"] - expert_return) < 0.1 * abs(expert_return)  # the cloned policy swings up like its expert
+
+
+def test_plugins_reach_worker_processes(tmp_path, pendulum) -> None:
+    """One plugin from --plugin, one from the suite's `plugins` field; cells run in 2 spawned processes."""
+    toml = tmp_path / "pendulum.toml"
+    toml.write_text('name = "pendulum"\nmodel = "pendulum-mlp"\nmethods = ["l1-uniform"]\nsparsities = [0.3]\n'
+                    'seeds = [0]\nplugins = ["examples.l1_method"]\n')
+    argv = ["--plugin", "examples.pendulum_mlp", "bench", "--suite", str(toml), "--out", str(tmp_path),
+            "--workers", "2", "--quiet"]
+    assert main(argv) == 0
+    rows = read_csv(tmp_path / "pendulum" / "metrics.csv")
+    assert [r["method"] for r in rows] == ["dense", "l1-uniform"] and rows[1]["in_band"]
+    run = json.loads((tmp_path / "pendulum" / "run.json").read_text())
+    assert run["suite"]["plugins"] == ["examples.pendulum_mlp", "examples.l1_method"]
+
+
+@pytest.mark.parametrize("plugins, message", [(["no_such_module_here"], "cannot import"),
+                                              (["bad name"], "module names"), ([], "non-empty list")])
+def test_suite_plugins_are_checked(tmp_path, plugins, message) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_text(f'name = "s"\nmodel = "ae"\nmethods = ["tp-magnitude"]\nplugins = {json.dumps(plugins)}\n')
+    with pytest.raises(SuiteError, match=message):
+        load_suite(str(toml))
 
 
 def test_registries_are_restored_afterwards() -> None:
