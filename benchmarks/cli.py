@@ -24,13 +24,6 @@ DEFAULT_SUITE = "ae"
 DEFAULT_OUT = Path("results")
 
 
-def _known() -> tuple[list[str], list[str]]:
-    from benchmarks.usecases import list_usecases
-    from pruning import list_methods
-
-    return list_usecases(), list_methods()
-
-
 def _csv_floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
 
@@ -149,14 +142,14 @@ def write_report(result_dir: Path, figures: list[Path], html: bool = False) -> P
 
 def cmd_prune(ns: argparse.Namespace) -> int:
     from benchmarks.pruned import save_pruned
-    from benchmarks.suite import validate_sparsity
+    from benchmarks.suite import registered_names, validate_sparsity
     from benchmarks.usecases import get_usecase, is_known_usecase
     from pruning import get_method
     import torch
 
     validate_sparsity(ns.sparsity, "--sparsity")
     method = get_method(ns.method)
-    models, _ = _known()
+    models, _ = registered_names()
     if not is_known_usecase(ns.model):
         raise ValueError(f"unknown model {ns.model!r}; valid models: {models}")
     if ns.out.suffix != ".pt":
@@ -212,9 +205,9 @@ def cmd_groups(ns: argparse.Namespace) -> int:
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
-    from benchmarks.suite import shipped_suites
+    from benchmarks.suite import registered_names, shipped_suites
 
-    models, methods = _known()
+    models, methods = registered_names()
     print("models: ", ", ".join(models))
     print("methods:", ", ".join(methods))
     print("suites: ", ", ".join(shipped_suites()))

@@ -182,7 +182,8 @@ def shipped_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
-def _registered() -> tuple[list[str], list[str]]:
+def registered_names() -> tuple[list[str], list[str]]:
+    """Registered use cases and methods (plugins imported first register theirs too)."""
     from benchmarks.usecases import list_usecases
     from pruning import list_methods
 
@@ -210,7 +211,7 @@ def load_suite(name_or_path: str, known_models: list[str] | None = None, known_m
     if "plugins" in raw:
         import_plugins(_check_list("plugins", raw["plugins"], str))
     if known_models is None or known_methods is None:
-        known_models, known_methods = _registered()
+        known_models, known_methods = registered_names()
     return parse_suite(raw, known_models, known_methods)
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cli import _known, main
+from benchmarks.cli import main
+from benchmarks.suite import registered_names
 from benchmarks.executors import CRASH_HOOK, LocalExecutor, RayConfig, RayExecutor, cached_worker
 from benchmarks.runner import run_suite
 from benchmarks.store import TIMING_COLUMNS, read_csv
@@ -27,7 +28,7 @@ def _without_timing(rows: list[dict]) -> list[dict]:
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
     path = tmp_path_factory.mktemp("suite") / "ray-check.toml"
     path.write_text(SUITE_TOML)
-    return load_suite(str(path), *_known())
+    return load_suite(str(path), *registered_names())
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_unknown_suite_lists_shipped_ones(tmp_path) -> None:
 
 
 def test_shipped_suites_are_valid() -> None:
-    from benchmarks.cli import _known
+    from benchmarks.suite import registered_names
 
     for name in shipped_suites():
-        load_suite(name, *_known())
+        load_suite(name, *registered_names())
