@@ -96,6 +96,12 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str) -> st
         "## Latent stability: linear CKA to the dense latents", markdown_table(rows, "latent_cka", 3),
         "## Search cost", search_table(rows),
     ]
+    optional = [("metric_std", f"## {metric}: spread over evaluation episodes (std within a cell, mean over seeds)", 2),
+                ("rollout_error", "## Relative error of 5-step latent rollouts against the dense model", 3),
+                ("latency_ms_b1", "## Latency of one planned action / batch-1 forward (ms, median)", 1)]
+    for key, heading, digits in optional:
+        if any(r.get(key, 0) == r.get(key, 0) and r.get(key, 0) != 0 for r in rows if r["method"] != "dense"):
+            parts[-2:-2] = [heading, markdown_table(rows, key, digits)]
     if any(r["method"].startswith("torch-") for r in rows):
         parts.append(MASK_NOTE)
     return "\n\n".join(p for p in parts if p) + "\n"

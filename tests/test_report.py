@@ -47,3 +47,20 @@ def test_reproduce_line_of_runs_without_a_recorded_command(tmp_path) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "run.json").write_text(json.dumps({"suite": {"name": name}}))
         assert expected in reproduce_line(_recorded_command(tmp_path / name))
+
+
+def test_summary_shows_episode_spread_and_rollout_error_only_when_measured() -> None:
+    from benchmarks.report import summary_markdown
+
+    def row(method: str, level: float, **extra) -> dict:
+        return {"model": "m", "method": method, "latent_prunable": True, "target_sparsity": level, "seed": 0,
+                "achieved_sparsity": level, "in_band": True, "metric_name": "return", "metric": 800.0,
+                "metric_std": 0.0, "params": 10, "macs": 10, "latent_cka": 1.0, "rollout_error": 0.0,
+                "latency_ms_b1": 0.0, "search_seconds": 0.1, "evaluations": 0, **extra}
+
+    plain = summary_markdown([row("dense", 0.0), row("tp-magnitude", 0.5)], "t", "")
+    assert "spread over evaluation episodes" not in plain and "rollout" not in plain
+    episodic = summary_markdown([row("dense", 0.0), row("tp-magnitude", 0.5, metric_std=12.5, rollout_error=0.25)], "t", "")
+    spread = episodic[episodic.index("spread over evaluation episodes"):]
+    assert "| tp-magnitude | 12.50 ± 0.00 |" in spread and "| tp-magnitude | 0.250 ± 0.000 |" in episodic
+    assert episodic.index("spread over evaluation episodes") < episodic.index("## Search cost")
