@@ -1,7 +1,9 @@
 """Figures of a suite, regenerated from `metrics.csv` (and, for reconstruction grids, the stored cells).
 
-- `metric_vs_sparsity.png`: the task metric against target sparsity per method, mean with a ±std band;
-- `latent_stability.png`: latent cosine and CKA against sparsity;
+- `metric_vs_sparsity.png`: the task metric against target sparsity per method, mean with a ±std band
+  (over seeds; over all evaluation episodes when cells record their episode spread, as TD-MPC's do);
+- `latent_stability.png`: latent cosine and CKA (and the multi-step rollout error, when measured) against
+  sparsity;
 - `search_time.png`: mean search wall time per method (log scale);
 - `latency_vs_macs.png`: CPU latency at batch 1 and 256 against MACs;
 - `reconstructions.png` (autoencoder suites): test inputs, the dense reconstruction and each method's at 20 %.
@@ -23,19 +25,32 @@ from benchmarks.report import group_rows, mean_std  # noqa: E402
 from benchmarks.store import read_csv  # noqa: E402
 
 
-def _series_curves(rows: list[dict[str, Any]], key: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def episodic(rows: list[dict[str, Any]]) -> bool:
+    """True when cells carry a spread over evaluation episodes (`metric_std`), as TD-MPC's do."""
+    return any(r.get("metric_std", 0) for r in rows if r["method"] != "dense")
+
+
+def _pooled(cell_rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """Mean and std of all evaluation episodes of a cell's seeds (equal episodes per seed)."""
+    mean, between = mean_std([r["metric"] for r in cell_rows])
+    within = float(np.mean([r.get("metric_std", 0.0) ** 2 for r in cell_rows]))
+    return mean, float(np.sqrt(within + between ** 2))
+
+
+def _series_curves(rows: list[dict[str, Any]], key: str,
+                   pooled: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     curves = {}
     for series, by_level in group_rows(rows).items():
         if series == "dense":
             continue
         levels = sorted(by_level)
-        stats = [mean_std([r[key] for r in by_level[lv]]) for lv in levels]
+        stats = [(_pooled if pooled else lambda rs: mean_std([r[key] for r in rs]))(by_level[lv]) for lv in levels]
         curves[series] = (np.array(levels), np.array([s[0] for s in stats]), np.array([s[1] for s in stats]))
     return curves
 
 
-def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str) -> None:
-    for series, (x, mean, std) in _series_curves(rows, key).items():
+def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str, pooled: bool = False) -> None:
+    for series, (x, mean, std) in _series_curves(rows, key, pooled).items():
         ax.plot(x, mean, marker="o", ms=3, label=series)
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     dense = [r[key] for r in rows if r["method"] == "dense"]
@@ -47,19 +62,24 @@ def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str) -> None:
 
 def plot_metric(rows: list[dict[str, Any]], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    _plot_curves(ax, rows, "metric")
+    pooled = episodic(rows)
+    _plot_curves(ax, rows, "metric", pooled)
     ax.set_ylabel(rows[0]["metric_name"])
-    ax.set_title(f"{rows[0]['model']}: {rows[0]['metric_name']} vs sparsity (mean ± std over seeds)")
+    spread = "all evaluation episodes" if pooled else "seeds"
+    ax.set_title(f"{rows[0]['model']}: {rows[0]['metric_name']} vs sparsity (mean ± std over {spread})", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, out / "metric_vs_sparsity.png")
 
 
 def plot_stability(rows: list[dict[str, Any]], out: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key in zip(axes, ("latent_cosine", "latent_cka")):
+    keys = ["latent_cosine", "latent_cka"]
+    if any(r.get("rollout_error", 0) for r in rows):
+        keys.append("rollout_error")
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4))
+    for ax, key in zip(axes, keys):
         _plot_curves(ax, rows, key)
         ax.set_ylabel(key.replace("_", " "))
-    axes[1].legend(fontsize=7)
+    axes[-1].legend(fontsize=7)
     fig.suptitle(f"{rows[0]['model']}: latent stability against the dense model")
     return _save(fig, out / "latent_stability.png")
 

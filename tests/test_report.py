@@ -64,3 +64,12 @@ def test_summary_shows_episode_spread_and_rollout_error_only_when_measured() -> 
     spread = episodic[episodic.index("spread over evaluation episodes"):]
     assert "| tp-magnitude | 12.50 ± 0.00 |" in spread and "| tp-magnitude | 0.250 ± 0.000 |" in episodic
     assert episodic.index("spread over evaluation episodes") < episodic.index("## Search cost")
+
+
+def test_return_band_pools_episodes_of_all_seeds() -> None:
+    from benchmarks.plots import _pooled, episodic
+
+    rows = [{"method": "gradient", "metric": m, "metric_std": s} for m, s in ((10.0, 3.0), (20.0, 3.0))]
+    mean, std = _pooled(rows)
+    assert mean == 15.0 and abs(std - (9 + 25) ** 0.5) < 1e-9
+    assert episodic(rows) and not episodic([{**r, "metric_std": 0.0} for r in rows])
