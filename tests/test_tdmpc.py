@@ -8,7 +8,7 @@ import torch_pruning as tp
 from agents.tdmpc import (COMPONENTS, TDMPC, TOLD, ReplayBuffer, load_agent, output_layers, preset,
                           save_agent, trace_forward)
 from agents.tdmpc.checkpoint import save_resume
-from agents.tdmpc.report import summarize, table
+from agents.tdmpc.report import replace_table, summarize, table
 from agents.tdmpc.train import TrainArgs, evaluate, train
 from envs import make_env
 
@@ -165,6 +165,11 @@ def test_tiny_training_resumes_where_it_stopped(tmp_path):
     summary = summarize(out)
     assert summary.env_steps == 2000 and summary.finished and summary.command == args.command()
     assert float(summary.final_return.split()[0]) == pytest.approx(float(rows[-1]["return"]), abs=0.06)
-    assert "| cartpole-swingup | 2 | 2,000 | finished |" in table([summary])
+    rendered = table([summary])
+    assert "| cartpole-swingup | 2 | 2,000 | finished |" in rendered and "858.8 ± 6.1 (floor 852.7) missed" in rendered
+    readme = tmp_path / "README.md"
+    readme.write_text("# Runs\n\n| task | seed |\n|---|---|\n| old | row |\n\nText after.\n")
+    replace_table(readme, rendered)
+    assert readme.read_text() == f"# Runs\n\n{rendered}\n\nText after.\n"
     with pytest.raises(ValueError, match="config differs"):
         train(TrainArgs(**{**args.__dict__, "preset": "cpu"}))

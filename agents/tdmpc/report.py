@@ -1,4 +1,5 @@
-"""Summarise trained runs into checkpoints/tdmpc/README.md's table: `python -m agents.tdmpc.report`."""
+"""Summarise trained runs into checkpoints/tdmpc/README.md's table:
+`python -m agents.tdmpc.report --readme checkpoints/tdmpc/README.md`."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,14 @@ import torch
 
 from agents.tdmpc.train import LOG_FILE, RESUME_FILE, action_repeat
 from envs.registry import make_env
+
+
+PUBLISHED_100K = {
+    "cartpole-swingup": (858.8, 6.1), "reacher-easy": (893.2, 93.8), "walker-walk": (963.0, 5.3),
+    "cheetah-run": (602.8, 53.5), "finger-spin": (949.0, 35.9), "cup-catch": (976.8, 4.5),
+}
+"""Published TD-MPC return at 100k env steps, (mean, population std) over 5 seeds (nicklashansen/tdmpc
+results/<task>.csv); the shipped agents aim at mean - std or more."""
 
 
 @dataclass
@@ -38,6 +47,8 @@ class RunSummary:
     """Median over training episodes of the mean time per update (nan if none logged)."""
     command: str
     """The command that trains or resumes this run."""
+    final_mean: float = float("nan")
+    """Mean return of the last evaluation (nan if none)."""
 
     @property
     def finished(self) -> bool:
@@ -59,7 +70,7 @@ def summarize(run: Path) -> RunSummary | None:
     return RunSummary(state["task"], int(state["seed"]), state["progress"]["step"] * repeat,
                       int(re.search(r"--steps (\d+)", command).group(1)), final,
                       float(state["progress"]["wall"]), state["config"].get("precision", "fp32"),
-                      *_median_timings(run / "tb"), command)
+                      *_median_timings(run / "tb"), command, float(evals[-1][1]) if evals else float("nan"))
 
 
 def _median_timings(logdir: Path) -> tuple[float, float]:
@@ -73,13 +84,22 @@ def _median_timings(logdir: Path) -> tuple[float, float]:
                  for t in ("perf/plan_ms", "perf/update_ms"))
 
 
+def _versus_published(r: RunSummary) -> str:
+    if r.task not in PUBLISHED_100K:
+        return "-"
+    mean, std = PUBLISHED_100K[r.task]
+    floor = mean - std
+    verdict = "" if r.final_mean != r.final_mean or not r.finished else (" met" if r.final_mean >= floor else " missed")
+    return f"{mean} ± {std} (floor {floor:.1f}){verdict}"
+
+
 def table(runs: list[RunSummary]) -> str:
     """Markdown table of the runs."""
-    lines = ["| task | seed | env steps | status | final eval return (10 episodes) | wall time | precision "
-             "| plan ms | update ms | command |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | seed | env steps | status | final eval return (10 episodes) | published TD-MPC at 100k "
+             "| wall time | precision | plan ms | update ms | command |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         status = "finished" if r.finished else f"partial ({r.env_steps / r.target_steps:.0%})"
-        lines.append(f"| {r.task} | {r.seed} | {r.env_steps:,} | {status} | {r.final_return} | "
+        lines.append(f"| {r.task} | {r.seed} | {r.env_steps:,} | {status} | {r.final_return} | {_versus_published(r)} | "
                      f"{r.wall_s / 60:.1f} min | {r.precision} | {r.plan_ms:.1f} | {r.update_ms:.1f} | `{r.command}` |")
     return "\n".join(lines)
 
@@ -88,9 +108,22 @@ def main(argv: list[str] | None = None) -> None:
     """Print the table of every run under --root."""
     ap = argparse.ArgumentParser(prog="python -m agents.tdmpc.report", description=__doc__)
     ap.add_argument("--root", default="checkpoints/tdmpc")
+    ap.add_argument("--readme", type=Path, help="replace the run table of this markdown file in place")
     args = ap.parse_args(argv)
     runs = [s for d in sorted(Path(args.root).iterdir()) if d.is_dir() and (s := summarize(d))]
     print(table(runs))
+    if args.readme:
+        replace_table(args.readme, table(runs))
+
+
+def replace_table(path: Path, new_table: str) -> None:
+    """Swap the markdown table that starts with `| task | seed |` in `path` for `new_table`."""
+    lines = path.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| task | seed |")), None)
+    if start is None:
+        raise ValueError(f"{path} has no run table (a line starting with '| task | seed |')")
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    path.write_text("\n".join(lines[:start] + new_table.splitlines() + lines[end:]) + "\n")
 
 
 if __name__ == "__main__":
