@@ -48,10 +48,14 @@ def _file_digest(path: str) -> str:
         return "missing"
 
 
+def _shared_settings(suite: Suite, usecase: UseCase) -> dict[str, Any]:
+    return {"model": suite.model, "checkpoint": _file_digest(usecase.checkpoint), "eps": suite.eps,
+            "model_options": suite.model_options}
+
+
 def cell_fingerprinter(suite: Suite, usecase: UseCase):
     """Hash of everything that decides a cell's row: checkpoint bytes, tolerance and options."""
-    base = {"model": suite.model, "checkpoint": _file_digest(usecase.checkpoint), "eps": suite.eps,
-            "model_options": suite.model_options}
+    base = _shared_settings(suite, usecase)
     return lambda cell: fingerprint({**base, "method_options": usecase.method_options(
         cell.method, suite.method_options.get(cell.method))})
 
@@ -159,7 +163,8 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
     import_plugins(suite.plugins)
     usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
     usecase.load()  # fail early (missing or corrupt checkpoint) before any result is touched
-    store = ResultStore(root / suite.name, cell_fingerprinter(suite, usecase))
+    store = ResultStore(root / suite.name, cell_fingerprinter(suite, usecase),
+                        context=fingerprint(_shared_settings(suite, usecase)))
     if fresh:
         store.clear()
     store.sweep_temporaries()

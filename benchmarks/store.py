@@ -67,11 +67,13 @@ def write_atomic(path: Path, text: str) -> None:
 class ResultStore:
     """Finished cells of one suite under `root` (= results/<suite>)."""
 
-    def __init__(self, root: str | Path, fingerprint: Callable[[Cell], str]) -> None:
+    def __init__(self, root: str | Path, fingerprint: Callable[[Cell], str], context: str = "") -> None:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.fingerprint = fingerprint
         """settings hash of a cell; a stored cell with another hash is stale"""
+        self.context = context
+        """hash of the settings every cell of the suite shares (model, checkpoint, eps, model options)"""
 
     def __repr__(self) -> str:
         return f"ResultStore({self.root}, {len(list(self.cells_dir.glob('*.json')))} cell files)"
@@ -91,7 +93,7 @@ class ResultStore:
 
     def put(self, cell: Cell, row: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         """Store a finished cell atomically."""
-        blob = {"fingerprint": self.fingerprint(cell), "row": row, "extra": extra or {}}
+        blob = {"fingerprint": self.fingerprint(cell), "context": self.context, "row": row, "extra": extra or {}}
         write_atomic(self.path(cell), json.dumps(blob, indent=1, sort_keys=True, default=float))
 
     def extra(self, cell: Cell) -> dict[str, Any]:
@@ -113,12 +115,27 @@ class ResultStore:
         """Rows of the finished cells, in the order given."""
         return [row for c in cells if (row := self.get(c)) is not None]
 
+    def other_rows(self, cells: Iterable[Cell]) -> list[dict[str, Any]]:
+        """Rows of stored cells outside `cells` (earlier runs of other subsets of the suite) made under the
+        same shared settings (files from before contexts were recorded count as the same), in a stable order."""
+        asked = {self.path(c).name for c in cells}
+        rows = []
+        for path in self.cells_dir.glob("*.json"):
+            try:
+                blob = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if path.name not in asked and blob.get("context", self.context) == self.context:
+                rows.append(blob["row"])
+        return sorted(rows, key=lambda r: (r["method"], not r["latent_prunable"], r["target_sparsity"], r["seed"]))
+
     def write_csv(self, cells: Iterable[Cell]) -> Path:
-        """Rebuild metrics.csv from the finished cells, atomically."""
+        """Rebuild metrics.csv atomically: the finished `cells`, then the other stored cells of the suite."""
+        cells = list(cells)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(format_row(r) for r in self.rows(cells))
+        writer.writerows(format_row(r) for r in self.rows(cells) + self.other_rows(cells))
         path = self.root / "metrics.csv"
         write_atomic(path, buf.getvalue())
         return path

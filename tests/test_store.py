@@ -38,3 +38,14 @@ def test_no_temporary_files_are_left(tmp_path) -> None:
     assert sorted(p.name for p in store.cells_dir.iterdir()) == [f"{CELLS[0].key}.json"]
     assert json.loads(store.path(CELLS[0]).read_text())["extra"] == {"x": [1, 2]}
     assert store.extra(CELLS[0]) == {"x": [1, 2]}
+
+
+def test_a_subset_run_keeps_the_other_rows_of_the_suite_in_metrics_csv(tmp_path) -> None:
+    store = ResultStore(tmp_path, lambda c: "fp", context="suite-v1")
+    for cell in CELLS:
+        store.put(cell, _row(cell, 1.0))
+    other = Cell("ae", "tp-magnitude", True, 0.1, 0)
+    ResultStore(tmp_path, lambda c: "fp", context="suite-v0").put(other, _row(other, 2.0))  # other shared settings
+    rows = read_csv(store.write_csv(CELLS[:1]))  # e.g. `ctrlprune bench --seeds 0 --sparsities 0.1`
+    assert [(r["target_sparsity"], r["seed"]) for r in rows] == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
+    assert all(r["method"] == "gradient" for r in rows)
