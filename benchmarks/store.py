@@ -121,11 +121,13 @@ class ResultStore:
         asked = {self.path(c).name for c in cells}
         rows = []
         for path in self.cells_dir.glob("*.json"):
+            if path.name in asked:
+                continue
             try:
                 blob = json.loads(path.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
-            if path.name not in asked and blob.get("context", self.context) == self.context:
+            if blob.get("context", self.context) == self.context:
                 rows.append(blob["row"])
         return sorted(rows, key=lambda r: (r["method"], not r["latent_prunable"], r["target_sparsity"], r["seed"]))
 
