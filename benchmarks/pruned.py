@@ -28,10 +28,9 @@ from torch import nn
 
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from benchmarks.usecases import UseCase, get_usecase
-from pruning import PruneResult, count_params
+from pruning import PruneResult, count_params, weight_masks
 
 KIND = "pruned"
-MASK_SUFFIX = ".weight_mask"
 CONFIG_TYPES: dict[str, type | tuple[type, ...]] = {
     "model": str, "method": str, "target": float, "seed": int, "latent_prunable": bool,
     "dense_checkpoint": str, "dense_sha256": str, "masked": bool, "achieved": float, "params": int,
@@ -128,9 +127,8 @@ def _dense_usecase(path: Path, config: dict[str, Any], **options: Any) -> UseCas
 
 
 def _apply_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    for key, mask in state.items():
-        if key.endswith(MASK_SUFFIX):
-            torch_prune.custom_from_mask(model.get_submodule(key[: -len(MASK_SUFFIX)]), "weight", mask)
+    for layer, mask in weight_masks(state).items():
+        torch_prune.custom_from_mask(model.get_submodule(layer), "weight", mask)
 
 
 def _replay(model: nn.Module, usecase: UseCase, config: dict[str, Any], history: list) -> None:

@@ -17,6 +17,7 @@ from pruning.result import PruneResult
 from pruning.sparsity import ParamModel, count_params, sparsity
 from pruning.stats import count_macs, measure_latency_ms
 from pruning import baselines, grid, gradient  # noqa: F401  (registers the methods)
+from pruning.baselines import weight_masks
 from pruning.gradient import GradientConfig
 from pruning.grid import GridConfig
 
@@ -29,5 +30,5 @@ __all__ = [
     "SearchContext", "prepare", "max_sparsity", "solve_ratio", "finish",
     "PruneResult", "register_method", "get_method", "list_methods",
     "GradientConfig", "GridConfig",
-    "count_macs", "measure_latency_ms",
+    "count_macs", "measure_latency_ms", "weight_masks",
 ]

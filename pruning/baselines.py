@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -21,6 +22,15 @@ def _uniform(ctx: SearchContext, ratio: float) -> dict[str, float]:
 
 
 # --- torch.nn.utils.prune: masks on the output rows of every prunable hidden Linear -------------------
+
+WEIGHT_MASK = ".weight_mask"
+"""Suffix of the buffers in which `torch.nn.utils.prune` keeps a layer's weight mask."""
+
+
+def weight_masks(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weight mask of each masked layer, by layer name, from a state dict or `dict(named_buffers())`."""
+    return {key[: -len(WEIGHT_MASK)]: mask for key, mask in tensors.items() if key.endswith(WEIGHT_MASK)}
+
 
 def _masked_layers(ctx: SearchContext) -> list[str]:
     return sorted({m.module for g in ctx.prunable for m in g.members if m.kind == "out"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pruning import build_groups, count_params, get_method
+from pruning import build_groups, count_params, get_method, weight_masks
 from test_groups import told_problem, told_rollout
 
 LEVELS = [round(0.1 * i, 1) for i in range(1, 10)]
@@ -39,6 +39,14 @@ def test_torch_masks_zero_rows_and_count_effective_sparsity(problem, method):
         assert int((hidden.weight.abs().sum(1) > 0).sum()) == result.widths["dynamics.0"]
         assert abs(result.achieved - target) < 0.05
         told_rollout(result.model, torch.randn(3, 6))
+
+
+def test_weight_masks_lists_every_masked_layer(problem):
+    result = get_method("torch-l2")(problem, 0.5, eps=0.02)
+    masks = weight_masks(result.model.state_dict())
+    assert sorted(masks) == result.info["masked_layers"]
+    assert all(torch.equal(mask, result.model.get_submodule(layer).weight_mask) for layer, mask in masks.items())
+    assert weight_masks(problem.model.state_dict()) == {}
 
 
 def test_torch_l2_masks_the_smallest_rows():
