@@ -43,8 +43,12 @@ class GradientConfig:
     importance: str = "taylor"
     """Within-group ranking: 'taylor' (of the task surrogate), 'magnitude' or 'random'."""
     starts: tuple[str, ...] = ("uniform",)
-    """Starting points, each optimised for `steps`: 'uniform' (one coefficient for every prunable group) and
-    'keep-inter' (inter-component groups whole, one coefficient for the intra groups); best held-out wins."""
+    """Starting points, each optimised for `steps`: 'uniform' (one coefficient for every prunable group),
+    'keep-inter' (inter-component groups whole, one coefficient for the intra groups) and 'greedy' (hard
+    widths built by removing, chunk by chunk, the channels that raise the surrogate least per parameter
+    saved); the best held-out iterate of all starts wins."""
+    greedy_chunks: int = 8
+    """The 'greedy' start removes 1/greedy_chunks of a group's width per move."""
 
     def __post_init__(self) -> None:
         self.starts = tuple(self.starts)
@@ -53,11 +57,11 @@ class GradientConfig:
             raise ValueError(f"starts must be a non-empty list of {list(STARTS)}, got {list(self.starts)}")
         if self.select not in ("heldout", "last"):
             raise ValueError(f"select must be 'heldout' or 'last', got {self.select!r}")
-        if self.steps < 1 or self.eval_every < 1:
-            raise ValueError("steps and eval_every must be >= 1")
+        if self.steps < 1 or self.eval_every < 1 or self.greedy_chunks < 1:
+            raise ValueError("steps, eval_every and greedy_chunks must be >= 1")
 
 
-STARTS = ("uniform", "keep-inter")
+STARTS = ("uniform", "keep-inter", "greedy")
 
 
 def uniform_start(ctx: SearchContext, groups: list[Group] | None = None) -> float:
@@ -71,11 +75,45 @@ def uniform_start(ctx: SearchContext, groups: list[Group] | None = None) -> floa
     return solve_ratio(sparsity, ctx, hi=ctx.problem.c_max)
 
 
-def start_coefficients(ctx: SearchContext, start: str) -> dict[str, float] | None:
+def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int) -> dict[str, int]:
+    """Hard widths from the dense model: each move removes one chunk (1/chunks of the width, not below the
+    c_max floor) from the group whose removal raises the surrogate (batch 0, hard masks) least per parameter
+    saved, until the sparsity reaches the aim."""
+    surrogate = ctx.problem.surrogate
+    floor = {g.label: g.width - n_removed(ctx.problem.c_max, g.width) for g in ctx.prunable}
+    widths = {g.label: g.width for g in ctx.groups}
+
+    def loss(candidate: dict[str, int]) -> float:
+        with masks.pinned(candidate), torch.no_grad():
+            return float(surrogate(masks.model, 0))
+
+    current = loss(widths)
+    while ctx.hard_sparsity(widths) < ctx.aim:
+        moves = {}
+        for g in ctx.prunable:
+            kept = max(floor[g.label], widths[g.label] - max(1, round(g.width / chunks)))
+            if kept < widths[g.label]:
+                moves[g.label] = {**widths, g.label: kept}
+        if not moves:
+            break
+        scored = {label: (loss(w), ctx.params.hard_params(widths) - ctx.params.hard_params(w))
+                  for label, w in moves.items()}
+        best = min(scored, key=lambda label: (scored[label][0] - current) / max(scored[label][1], 1))
+        widths, current = moves[best], scored[best][0]
+    return widths
+
+
+def start_coefficients(ctx: SearchContext, start: str, masks: SoftMasks | None = None,
+                       chunks: int = 8) -> dict[str, float] | None:
     """Initial coefficient per prunable group for a named start; None when the start cannot reach the band
-    or coincides with 'uniform' (no inter-component group is prunable)."""
+    or coincides with 'uniform' (no inter-component group is prunable). 'greedy' needs the masks."""
     if start == "uniform":
         return {g.label: uniform_start(ctx) for g in ctx.prunable}
+    if start == "greedy":
+        if masks is None:
+            raise ValueError("the 'greedy' start scores hard widths through the soft masks: pass masks")
+        coeffs = coefficients_for(greedy_widths(ctx, masks, chunks), ctx.prunable)
+        return coeffs
     intra = [g for g in ctx.prunable if g.kind == "intra"]
     if len(intra) == len(ctx.prunable) or not intra:
         return None
@@ -200,7 +238,7 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
     runs = {}
     with torch.random.fork_rng(devices=[]), masks:
         for name in cfg.starts:
-            coeffs = start_coefficients(ctx, name)
+            coeffs = start_coefficients(ctx, name, masks, cfg.greedy_chunks)
             if coeffs is None:
                 continue
             torch.manual_seed(seed)

@@ -1,12 +1,14 @@
 """Gradient search on soft coefficients: it lowers the task surrogate and lands in the band."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
 
 from pruning import GradientConfig, SoftMasks, build_groups, get_method, harden_widths, kept_widths, prepare, ranking
-from pruning.gradient import fix_up, start_coefficients, uniform_start
+from pruning.gradient import fix_up, greedy_widths, start_coefficients, uniform_start
 from test_groups import TinyAE, ae_problem
 
 
@@ -107,3 +109,31 @@ def test_keep_inter_start_is_skipped_without_prunable_inter_groups():
     assert start_coefficients(prepare(problem, 0.4, 0.02), "keep-inter") is None
     result = get_method("gradient")(problem, 0.4, eps=0.02, steps=10, starts=["uniform", "keep-inter"])
     assert list(result.info["starts_run"]) == ["uniform"]
+
+
+def test_greedy_start_removes_dead_channels_first_and_competes(trained_problem):
+    model = copy.deepcopy(trained_problem.model)
+    with torch.no_grad():  # a third of decoder.2's channels are dead (no input, no output), on top of ReLU's
+        model.decoder[2].weight[:16].zero_()
+        model.decoder[2].bias[:16].zero_()
+        model.decoder[4].weight[:, :16].zero_()
+    x = low_rank_images(256, seed=3)
+    with torch.no_grad():
+        dense_out = model(x)
+    problem = ae_problem(model, surrogate=lambda m, step: nn.functional.mse_loss(m(x), dense_out))
+    ctx = prepare(problem, 0.1, 0.01)
+    masks = SoftMasks(copy.deepcopy(model), ctx.groups, ranking(problem, ctx.groups, "magnitude"))
+    with masks:
+        widths = greedy_widths(ctx, masks, chunks=8)
+        uniform = kept_widths({g.label: uniform_start(ctx) for g in ctx.groups}, ctx.groups)
+        loss = {}
+        for name, kept in (("greedy", widths), ("uniform", uniform)):
+            with masks.pinned(kept), torch.no_grad():
+                loss[name] = float(problem.surrogate(masks.model, 0))
+    assert ctx.hard_sparsity(widths) >= ctx.aim
+    assert loss["greedy"] < 1e-10 < loss["uniform"]  # greedy removed only channels that do nothing
+    result = get_method("gradient")(problem, 0.1, steps=20, importance="magnitude", starts=["uniform", "greedy"])
+    assert set(result.info["starts_run"]) == {"uniform", "greedy"} and result.in_band
+    assert result.info["heldout_best"] == pytest.approx(0.0, abs=1e-10)
+    with pytest.raises(ValueError, match="pass masks"):
+        start_coefficients(ctx, "greedy")

@@ -1,6 +1,7 @@
 """Pruning a TD-MPC agent: every method leaves an agent that plans and trains, with a matching target."""
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -48,6 +49,21 @@ def test_every_method_leaves_an_agent_that_plans_and_trains(tiny_usecase, method
         assert action.shape == (1,) and bool(action.abs().le(1).all())
         losses = agent.update(filled_buffer(), agent.step)
         assert all(torch.isfinite(torch.as_tensor(v)).all() for v in losses.values())
+
+
+def test_surrogate_sees_a_shift_of_the_q_heads_that_centering_hides(tiny_usecase):
+    dense = tiny_usecase.load()
+    shifted = copy.deepcopy(dense)
+    with torch.no_grad():
+        for head in (shifted.q1, shifted.q2):
+            head[-1].bias.add_(5.0)  # min(Q1, Q2) moves by 5 for every candidate: centered values keep still
+    centered_only = get_usecase("tdmpc-cartpole-swingup", tiny_usecase.checkpoint, calib_episodes=1, states=8,
+                                candidates=4, head_weight=0.0)
+    for usecase, shift_seen in ((tiny_usecase, True), (centered_only, False)):
+        surrogate = usecase.problem(dense, 0, latent_prunable=True).surrogate
+        with torch.no_grad():
+            assert float(surrogate(dense, 0)) == pytest.approx(0.0, abs=1e-9)
+            assert (float(surrogate(shifted, 0)) > 1.0) == shift_seen
 
 
 def test_pruned_target_keeps_the_dense_targets_own_weights(tiny_usecase):

@@ -3,8 +3,11 @@
 The gradient method's surrogate is a planner-aware distillation to the dense agent on states it visits:
 MPPI ranks candidate action sequences by their estimated value (discounted predicted rewards plus the
 terminal min-Q), and its weights ignore a shift of all values of one state. So the surrogate compares, per
-visited state, the *centered* values of the same candidate sequences under the dense and the pruned model,
-plus the policy's actions (used for the π-trajectory mixture and the terminal value).
+visited state, the *centered* values of the same candidate sequences under the dense and the pruned model.
+Centering hides a shift of one Q head, yet the planner reads the heads through min(Q1, Q2), so a head that
+drops below its twin takes over every terminal value (on cheetah-run, pruning a quarter of one Q head's
+first layer does that and ruins the return). So the surrogate also compares each head's terminal value
+uncentered, plus the policy's actions (used for the π-trajectory mixture and the terminal value).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from agents.tdmpc.planner import planning_horizon
 from agents.tdmpc.train import evaluate
 from benchmarks.usecases.base import UseCase, register_usecase
 from envs import make_env
-from pruning import PruneResult, PruningProblem, count_macs
+from pruning import PruneResult, PruningProblem, count_macs, weight_masks
 
 EVAL_SEED = 10_000
 """Evaluation episodes of cell seed s reset the env with EVAL_SEED + 100 s + i (never used in training)."""
@@ -48,15 +51,16 @@ class Visits:
     actions: torch.Tensor
 
 
-def _roll_values(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: float) -> torch.Tensor:
-    """Estimated value of action sequences [H, N, act] from latents [N, d], as the planner computes it."""
+def _rollout(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Estimated value [N, 1] of action sequences [H, N, act] from latents [N, d], as the planner computes
+    it, and the discounted terminal values of both Q heads [N, 2] that it takes the minimum of."""
     value, scale = torch.zeros(z.shape[0], 1), 1.0
     for a in actions:
         z, r = model.next(z, a)
         value = value + scale * r
         scale *= discount
-    q1, q2 = model.Q(z, model.pi_action(z))
-    return value + scale * torch.minimum(q1, q2)
+    heads = scale * torch.cat(model.Q(z, model.pi_action(z)), dim=1)
+    return value + heads.min(dim=1, keepdim=True).values, heads
 
 
 @register_usecase("tdmpc", prefix=True)
@@ -66,7 +70,8 @@ class TDMPCUseCase(UseCase):
     Options: `episodes` (evaluation episodes per cell, default 10), `grid_episodes` (episodes per grid
     candidate, default 2), `calib_episodes` (dense episodes whose states feed the surrogate, default 2),
     `states` (visited states per surrogate batch, default 64), `candidates` (action sequences per state,
-    default 16), `pi_weight` (weight of the policy term, default 1).
+    default 16), `pi_weight` (weight of the policy term, default 1), `head_weight` (weight of the uncentered
+    per-head terminal value term, default 1).
     """
 
     metric_name = "return"
@@ -77,15 +82,19 @@ class TDMPCUseCase(UseCase):
         "grid": {"importance": "magnitude"},
         "grid-group": {"importance": "magnitude"},
         # Pruning the latent is what breaks TD-MPC; starting once with it whole lets the search compare both.
-        "gradient": {"importance": "magnitude", "starts": ["uniform", "keep-inter"]},
+        # Cheetah's Q heads and dynamics break at a few percent while reward and policy layers have many
+        # idle channels: the greedy start finds those, which the uniform starts' local gradient does not.
+        "gradient": {"importance": "magnitude", "starts": ["greedy", "uniform", "keep-inter"], "steps": 80},
     }
 
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
-                 calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 1.0) -> None:
+                 calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 1.0,
+                 head_weight: float = 1.0) -> None:
         super().__init__(checkpoint or str(default_checkpoint(task)))
         self.task, self.name = task, f"tdmpc-{task}"
         self.episodes, self.grid_episodes, self.calib_episodes = episodes, grid_episodes, calib_episodes
-        self.states, self.candidates, self.pi_weight = states, candidates, pi_weight
+        self.states, self.candidates = states, candidates
+        self.pi_weight, self.head_weight = pi_weight, head_weight
         self.env = make_env(task, seed=0)
         self._agent: TDMPC | None = None
         self._visits: Visits | None = None
@@ -166,19 +175,23 @@ class TDMPCUseCase(UseCase):
                 start, seqs = heldout if step < 0 else self._batch(step % 64, seed)
                 with torch.no_grad():
                     z = dense.h(visits.obs[start]).repeat_interleave(self.candidates, dim=0)
-                    values = _roll_values(dense, z, seqs, discount).view(len(start), -1)
+                    values, heads = _rollout(dense, z, seqs, discount)
+                    centered = values.view(len(start), -1) - values.view(len(start), -1).mean(1, keepdim=True)
                     pi = dense.pi_action(dense.h(visits.obs[start]))
-                cache[step] = (start, seqs, values - values.mean(1, keepdim=True), pi)
+                cache[step] = (start, seqs, centered, heads, pi, centered.pow(2).mean().clamp_min(1e-8))
             return cache[step]
 
         def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
-            """Centered value error over candidate sequences (planner-invariant shift removed) + policy error."""
-            start, seqs, dense_centered, dense_pi = targets(step)
+            """Centered value error over candidate sequences (the planner ignores a shift of all of them) +
+            uncentered error of each terminal Q head (min(Q1, Q2) does not) + policy error; both value terms
+            in units of the dense values' spread over one state's candidates."""
+            start, seqs, dense_centered, dense_heads, dense_pi, spread = targets(step)
             z = masked.h(visits.obs[start])
-            values = _roll_values(masked, z.repeat_interleave(self.candidates, dim=0), seqs, discount).view(len(start), -1)
-            value_err = ((values - values.mean(1, keepdim=True)) - dense_centered).pow(2).mean()
-            value_err = value_err / dense_centered.pow(2).mean().clamp_min(1e-8)
-            return value_err + self.pi_weight * (masked.pi_action(z) - dense_pi).pow(2).mean()
+            values, heads = _rollout(masked, z.repeat_interleave(self.candidates, dim=0), seqs, discount)
+            values = values.view(len(start), -1)
+            value_err = ((values - values.mean(1, keepdim=True)) - dense_centered).pow(2).mean() / spread
+            head_err = (heads - dense_heads).pow(2).mean() / spread
+            return value_err + self.head_weight * head_err + self.pi_weight * (masked.pi_action(z) - dense_pi).pow(2).mean()
 
         def grid_metric(candidate: nn.Module) -> float:
             mean, _, _ = evaluate(self.wrap(candidate), self.env, self.grid_episodes, CALIB_SEED + 500 + 100 * seed)
@@ -222,7 +235,7 @@ class TDMPCUseCase(UseCase):
         with torch.inference_mode():
             for _ in range(12):
                 begin = time.perf_counter()
-                _roll_values(model, z, seqs[:, :256], agent.cfg.discount)
+                _rollout(model, z, seqs[:, :256], agent.cfg.discount)
                 value_times.append((time.perf_counter() - begin) * 1e3)
         return {"latency_ms_b1": float(np.median(times[2:])), "latency_ms_b256": float(np.median(value_times[2:]))}
 
@@ -247,10 +260,8 @@ def masked_like(target: TOLD, masked: nn.Module) -> TOLD:
     """A copy of `target` with the `torch.nn.utils.prune` masks of `masked` multiplied into its weights."""
     target = copy.deepcopy(target)
     with torch.no_grad():
-        for name, buffer in masked.named_buffers():
-            if name.endswith("_mask"):
-                module, _, attr = name.rpartition(".")
-                getattr(target.get_submodule(module), attr.removesuffix("_mask")).mul_(buffer)
+        for layer, mask in weight_masks(dict(masked.named_buffers())).items():
+            target.get_submodule(layer).weight.mul_(mask)
     return target
 
 
