@@ -84,7 +84,7 @@ class TDMPCUseCase(UseCase):
         # Pruning the latent is what breaks TD-MPC; starting once with it whole lets the search compare both.
         # Cheetah's Q heads and dynamics break at a few percent while reward and policy layers have many
         # idle channels: the greedy start finds those, which the uniform starts' local gradient does not.
-        "gradient": {"importance": "magnitude", "starts": ["greedy", "uniform", "keep-inter"], "steps": 80},
+        "gradient": {"importance": "magnitude", "starts": ["greedy", "uniform", "keep-inter"]},
     }
 
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
