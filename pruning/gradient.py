@@ -89,17 +89,13 @@ def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int) -> dict[str
 
     current = loss(widths)
     while ctx.hard_sparsity(widths) < ctx.aim:
-        moves = {}
-        for g in ctx.prunable:
-            kept = max(floor[g.label], widths[g.label] - max(1, round(g.width / chunks)))
-            if kept < widths[g.label]:
-                moves[g.label] = {**widths, g.label: kept}
-        if not moves:
+        chunk = {g.label: min(max(1, round(g.width / chunks)), widths[g.label] - floor[g.label]) for g in ctx.prunable}
+        scored = {label: (loss({**widths, label: widths[label] - n}), _move_cost(ctx, widths, label, -n))
+                  for label, n in chunk.items() if n > 0}
+        if not scored:
             break
-        scored = {label: (loss(w), ctx.params.hard_params(widths) - ctx.params.hard_params(w))
-                  for label, w in moves.items()}
         best = min(scored, key=lambda label: (scored[label][0] - current) / max(scored[label][1], 1))
-        widths, current = moves[best], scored[best][0]
+        widths, current = {**widths, best: widths[best] - chunk[best]}, scored[best][0]
     return widths
 
 
@@ -112,8 +108,7 @@ def start_coefficients(ctx: SearchContext, start: str, masks: SoftMasks | None =
     if start == "greedy":
         if masks is None:
             raise ValueError("the 'greedy' start scores hard widths through the soft masks: pass masks")
-        coeffs = coefficients_for(greedy_widths(ctx, masks, chunks), ctx.prunable)
-        return coeffs
+        return coefficients_for(greedy_widths(ctx, masks, chunks), ctx.prunable)
     intra = [g for g in ctx.prunable if g.kind == "intra"]
     if len(intra) == len(ctx.prunable) or not intra:
         return None
@@ -123,7 +118,7 @@ def start_coefficients(ctx: SearchContext, start: str, masks: SoftMasks | None =
 
 
 def _move_cost(ctx: SearchContext, widths: dict[str, int], label: str, step: int) -> float:
-    """Parameters saved (step -1) or added (step +1) by changing one group's width by one channel."""
+    """Parameters saved (step < 0) or added (step > 0) by changing one group's width by `step` channels."""
     moved = {**widths, label: widths[label] + step}
     return abs(ctx.params.hard_params(moved) - ctx.params.hard_params(widths))
 

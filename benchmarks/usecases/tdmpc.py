@@ -191,7 +191,8 @@ class TDMPCUseCase(UseCase):
             values = values.view(len(start), -1)
             value_err = ((values - values.mean(1, keepdim=True)) - dense_centered).pow(2).mean() / spread
             head_err = (heads - dense_heads).pow(2).mean() / spread
-            return value_err + self.head_weight * head_err + self.pi_weight * (masked.pi_action(z) - dense_pi).pow(2).mean()
+            pi_err = (masked.pi_action(z) - dense_pi).pow(2).mean()
+            return value_err + self.head_weight * head_err + self.pi_weight * pi_err
 
         def grid_metric(candidate: nn.Module) -> float:
             mean, _, _ = evaluate(self.wrap(candidate), self.env, self.grid_episodes, CALIB_SEED + 500 + 100 * seed)
