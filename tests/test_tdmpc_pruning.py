@@ -51,19 +51,22 @@ def test_every_method_leaves_an_agent_that_plans_and_trains(tiny_usecase, method
         assert all(torch.isfinite(torch.as_tensor(v)).all() for v in losses.values())
 
 
-def test_surrogate_sees_a_shift_of_the_q_heads_that_centering_hides(tiny_usecase):
-    dense = tiny_usecase.load()
-    shifted = copy.deepcopy(dense)
+def test_surrogate_sees_one_q_head_move_against_its_twin(tmp_path):
+    torch.manual_seed(0)
+    agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
+    agent.step = 10_000
+    agent.model.q2.load_state_dict(agent.model.q1.state_dict())  # twins: min(Q1, Q2) = Q2 when Q1 moves up
+    save_agent(tmp_path / "agent.pt", agent, "cartpole-swingup")
+    moved = copy.deepcopy(agent.model)
     with torch.no_grad():
-        for head in (shifted.q1, shifted.q2):
-            head[-1].bias.add_(5.0)  # min(Q1, Q2) moves by 5 for every candidate: centered values keep still
-    centered_only = get_usecase("tdmpc-cartpole-swingup", tiny_usecase.checkpoint, calib_episodes=1, states=8,
-                                candidates=4, head_weight=0.0)
-    for usecase, shift_seen in ((tiny_usecase, True), (centered_only, False)):
-        surrogate = usecase.problem(dense, 0, latent_prunable=True).surrogate
+        moved.q1[-1].bias.add_(5.0)  # the planner's values keep still, the twin gap does not
+    for twin_weight, gap_seen in ((1.0, True), (0.0, False)):
+        usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1, states=8,
+                              candidates=4, twin_weight=twin_weight)
+        surrogate = usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate
         with torch.no_grad():
-            assert float(surrogate(dense, 0)) == pytest.approx(0.0, abs=1e-9)
-            assert (float(surrogate(shifted, 0)) > 1.0) == shift_seen
+            assert float(surrogate(usecase.load(), 0)) == pytest.approx(0.0, abs=1e-9)
+            assert (float(surrogate(moved, 0)) > 1.0) == gap_seen
 
 
 def test_pruned_target_keeps_the_dense_targets_own_weights(tiny_usecase):

@@ -6,8 +6,10 @@ terminal min-Q), and its weights ignore a shift of all values of one state. So t
 visited state, the *centered* values of the same candidate sequences under the dense and the pruned model.
 Centering hides a shift of one Q head, yet the planner reads the heads through min(Q1, Q2), so a head that
 drops below its twin takes over every terminal value (on cheetah-run, pruning a quarter of one Q head's
-first layer does that and ruins the return). So the surrogate also compares each head's terminal value
-uncentered, plus the policy's actions (used for the π-trajectory mixture and the terminal value).
+first layer does that and ruins the return). So the surrogate also compares the twin gap Q1 - Q2 at the
+terminal latents (a shift of both heads is harmless, and penalising it made the search keep the Qs whole
+and gut everything else), plus the policy's actions (used for the π-trajectory mixture and the terminal
+value).
 """
 from __future__ import annotations
 
@@ -70,8 +72,8 @@ class TDMPCUseCase(UseCase):
     Options: `episodes` (evaluation episodes per cell, default 10), `grid_episodes` (episodes per grid
     candidate, default 2), `calib_episodes` (dense episodes whose states feed the surrogate, default 2),
     `states` (visited states per surrogate batch, default 64), `candidates` (action sequences per state,
-    default 16), `pi_weight` (weight of the policy term, default 1), `head_weight` (weight of the uncentered
-    per-head terminal value term, default 1).
+    default 16), `pi_weight` (weight of the policy term, default 1), `twin_weight` (weight of the twin-gap
+    term, default 1).
     """
 
     metric_name = "return"
@@ -89,12 +91,12 @@ class TDMPCUseCase(UseCase):
 
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
                  calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 1.0,
-                 head_weight: float = 1.0) -> None:
+                 twin_weight: float = 1.0) -> None:
         super().__init__(checkpoint or str(default_checkpoint(task)))
         self.task, self.name = task, f"tdmpc-{task}"
         self.episodes, self.grid_episodes, self.calib_episodes = episodes, grid_episodes, calib_episodes
         self.states, self.candidates = states, candidates
-        self.pi_weight, self.head_weight = pi_weight, head_weight
+        self.pi_weight, self.twin_weight = pi_weight, twin_weight
         self.env = make_env(task, seed=0)
         self._agent: TDMPC | None = None
         self._visits: Visits | None = None
@@ -183,16 +185,17 @@ class TDMPCUseCase(UseCase):
 
         def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
             """Centered value error over candidate sequences (the planner ignores a shift of all of them) +
-            uncentered error of each terminal Q head (min(Q1, Q2) does not) + policy error; both value terms
-            in units of the dense values' spread over one state's candidates."""
+            error of the terminal twin gap Q1 - Q2 (min(Q1, Q2) does not ignore it) + policy error; both value
+            terms in units of the dense values' spread over one state's candidates."""
             start, seqs, dense_centered, dense_heads, dense_pi, spread = targets(step)
             z = masked.h(visits.obs[start])
             values, heads = _rollout(masked, z.repeat_interleave(self.candidates, dim=0), seqs, discount)
             values = values.view(len(start), -1)
             value_err = ((values - values.mean(1, keepdim=True)) - dense_centered).pow(2).mean() / spread
-            head_err = (heads - dense_heads).pow(2).mean() / spread
+            twin = heads[:, :1] - heads[:, 1:]
+            twin_err = (twin - (dense_heads[:, :1] - dense_heads[:, 1:])).pow(2).mean() / spread
             pi_err = (masked.pi_action(z) - dense_pi).pow(2).mean()
-            return value_err + self.head_weight * head_err + self.pi_weight * pi_err
+            return value_err + self.twin_weight * twin_err + self.pi_weight * pi_err
 
         def grid_metric(candidate: nn.Module) -> float:
             mean, _, _ = evaluate(self.wrap(candidate), self.env, self.grid_episodes, CALIB_SEED + 500 + 100 * seed)
