@@ -65,6 +65,11 @@ def _rollout(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: floa
     return value + heads.min(dim=1, keepdim=True).values, heads
 
 
+def _twin_gap(heads: torch.Tensor) -> torch.Tensor:
+    """Q1 - Q2 from terminal head values [N, 2]."""
+    return heads[:, 0] - heads[:, 1]
+
+
 @register_usecase("tdmpc", prefix=True)
 class TDMPCUseCase(UseCase):
     """A TD-MPC agent on a dm_control/gymnasium task.
@@ -180,20 +185,19 @@ class TDMPCUseCase(UseCase):
                     values, heads = _rollout(dense, z, seqs, discount)
                     centered = values.view(len(start), -1) - values.view(len(start), -1).mean(1, keepdim=True)
                     pi = dense.pi_action(dense.h(visits.obs[start]))
-                cache[step] = (start, seqs, centered, heads, pi, centered.pow(2).mean().clamp_min(1e-8))
+                cache[step] = (start, seqs, centered, _twin_gap(heads), pi, centered.pow(2).mean().clamp_min(1e-8))
             return cache[step]
 
         def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
             """Centered value error over candidate sequences (the planner ignores a shift of all of them) +
             error of the terminal twin gap Q1 - Q2 (min(Q1, Q2) does not ignore it) + policy error; both value
             terms in units of the dense values' spread over one state's candidates."""
-            start, seqs, dense_centered, dense_heads, dense_pi, spread = targets(step)
+            start, seqs, dense_centered, dense_twin, dense_pi, spread = targets(step)
             z = masked.h(visits.obs[start])
             values, heads = _rollout(masked, z.repeat_interleave(self.candidates, dim=0), seqs, discount)
             values = values.view(len(start), -1)
             value_err = ((values - values.mean(1, keepdim=True)) - dense_centered).pow(2).mean() / spread
-            twin = heads[:, :1] - heads[:, 1:]
-            twin_err = (twin - (dense_heads[:, :1] - dense_heads[:, 1:])).pow(2).mean() / spread
+            twin_err = (_twin_gap(heads) - dense_twin).pow(2).mean() / spread
             pi_err = (masked.pi_action(z) - dense_pi).pow(2).mean()
             return value_err + self.twin_weight * twin_err + self.pi_weight * pi_err
 
