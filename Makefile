@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 # by the same commands with --out results; the full TD-MPC suites are tdmpc-<task>).
 BENCH_OUT ?= runs
 bench: $(STAMP)
-	$(BIN)/ctrlprune bench --suite ae --fresh --out $(BENCH_OUT)
-	$(BIN)/ctrlprune bench --suite tdmpc-quick --fresh --out $(BENCH_OUT)
+	@start=$$(date +%s); \
+	$(BIN)/ctrlprune bench --suite ae --fresh --out $(BENCH_OUT) && \
+	$(BIN)/ctrlprune bench --suite tdmpc-quick --fresh --out $(BENCH_OUT) && \
+	echo "make bench: both suites took $$(( $$(date +%s) - start )) s of wall time on $$(nproc) cores."
 	@echo "make bench ran the full 'ae' suite and the QUICK TD-MPC suite 'tdmpc-quick' (2 levels, 1 seed, 3 episodes)."
 	@echo "Fresh results: $(BENCH_OUT)/ae, $(BENCH_OUT)/tdmpc-quick. Committed full results: results/ (see README)."
 
