@@ -54,10 +54,16 @@ def _shared_settings(suite: Suite, usecase: UseCase) -> dict[str, Any]:
 
 
 def cell_fingerprinter(suite: Suite, usecase: UseCase):
-    """Hash of everything that decides a cell's row: checkpoint bytes, tolerance and options."""
+    """Hash of everything that decides a cell's row: checkpoint bytes, tolerance, options and the version of
+    the use case's code the method depends on (absent when unversioned, so older cells stay valid)."""
     base = _shared_settings(suite, usecase)
-    return lambda cell: fingerprint({**base, "method_options": usecase.method_options(
-        cell.method, suite.method_options.get(cell.method))})
+
+    def settings(cell: Cell) -> dict[str, Any]:
+        options = usecase.method_options(cell.method, suite.method_options.get(cell.method))
+        version = usecase.code_versions.get(cell.method)
+        return {**base, "method_options": options, **({"code_version": version} if version else {})}
+
+    return lambda cell: fingerprint(settings(cell))
 
 
 def _cell_seed(cell: Cell) -> int:

@@ -49,3 +49,26 @@ def test_a_subset_run_keeps_the_other_rows_of_the_suite_in_metrics_csv(tmp_path)
     rows = read_csv(store.write_csv(CELLS[:1]))  # e.g. `ctrlprune bench --seeds 0 --sparsities 0.1`
     assert [(r["target_sparsity"], r["seed"]) for r in rows] == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
     assert all(r["method"] == "gradient" for r in rows)
+
+
+class _VersionedUseCase:
+    """Just what the fingerprinter reads from a use case."""
+
+    checkpoint = "missing.pt"
+    code_versions: dict[str, str] = {}
+
+    def method_options(self, method: str, overrides: dict | None = None) -> dict:
+        return dict(overrides or {})
+
+
+def test_bumping_a_code_version_stales_only_that_methods_cells() -> None:
+    from benchmarks.runner import cell_fingerprinter
+    from benchmarks.suite import load_suite
+
+    suite, usecase = load_suite("ae-tiny"), _VersionedUseCase()
+    gradient, baseline = Cell("ae", "gradient", True, 0.5, 0), Cell("ae", "tp-magnitude", True, 0.5, 0)
+    before = [cell_fingerprinter(suite, usecase)(cell) for cell in (gradient, baseline)]
+    usecase.code_versions = {"gradient": "surrogate-2"}
+    after = [cell_fingerprinter(suite, usecase)(cell) for cell in (gradient, baseline)]
+    assert after[0] != before[0]
+    assert after[1] == before[1]

@@ -19,6 +19,10 @@ class UseCase(ABC):
     """qualified name of the layer whose output is the latent (for latent stability)"""
     method_defaults: dict[str, dict[str, Any]] = {}
     """Per-method option defaults this task needs (a suite's method_options override them)."""
+    code_versions: dict[str, str] = {}
+    """Per-method version of this use case's own code that the method's cells depend on (e.g. the surrogate
+    for 'gradient'). It enters those cells' fingerprints: bump it when that code changes, so finished
+    cells made with the old code are recomputed instead of resumed."""
 
     def __init__(self, checkpoint: str = "", **options: Any) -> None:
         self.checkpoint = checkpoint
