@@ -8,7 +8,7 @@ import torch_pruning as tp
 from agents.tdmpc import (COMPONENTS, TDMPC, TOLD, ReplayBuffer, load_agent, output_layers, preset,
                           save_agent, trace_forward)
 from agents.tdmpc.checkpoint import save_resume
-from agents.tdmpc.report import replace_table, summarize, table
+from agents.tdmpc.report import RunSummary, replace_table, summarize, table, targets
 from agents.tdmpc.train import TrainArgs, evaluate, train
 from envs import make_env
 
@@ -173,3 +173,16 @@ def test_tiny_training_resumes_where_it_stopped(tmp_path):
     assert readme.read_text() == f"# Runs\n\n{rendered}\n\nText after.\n"
     with pytest.raises(ValueError, match="config differs"):
         train(TrainArgs(**{**args.__dict__, "preset": "cpu"}))
+
+
+def test_targets_table_judges_each_target():
+    def run(task: str, mean: float, minutes: float) -> RunSummary:
+        return RunSummary(task, 1, 100_000, 100_000, f"{mean} ± 1", minutes * 60, "fp32", 20.0, 50.0, "cmd", mean)
+
+    speed = {"rows": [{"config": "cpu/fp32", "plan_ms": 7.5}, {"config": "upstream/fp32", "plan_ms": 300.0}]}
+    rendered = targets([run("cartpole-swingup", 860.0, 4.0), run("cartpole-swingup", 846.0, 9.0),
+                        run("cup-catch", 950.0, 70.0)], speed)
+    assert "| cartpole-swingup: mean return at 100k >= 852.7 (published mean - std) | 853.0 over 2 run(s) | met |" in rendered
+    assert "| cup-catch: mean return at 100k >= 972.3 (published mean - std) | 950.0 over 1 run(s) | **missed** |" in rendered
+    assert "| cartpole-swingup: 100k env steps in <= 5 min | fastest run 4.0 min | met |" in rendered
+    assert "| 7.5 ms | met |" in rendered and "upstream" not in rendered

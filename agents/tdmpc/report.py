@@ -1,8 +1,9 @@
-"""Summarise trained runs into checkpoints/tdmpc/README.md's table:
-`python -m agents.tdmpc.report --readme checkpoints/tdmpc/README.md`."""
+"""Summarise trained runs into checkpoints/tdmpc/README.md's table and the issue's targets into results/:
+`python -m agents.tdmpc.report --readme checkpoints/tdmpc/README.md --targets results/tdmpc_agents.md`."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import statistics
@@ -21,6 +22,8 @@ PUBLISHED_100K = {
 }
 """Published TD-MPC return at 100k env steps, (mean, population std) over 5 seeds (nicklashansen/tdmpc
 results/<task>.csv); the shipped agents aim at mean - std or more."""
+CARTPOLE_RETURN, CARTPOLE_MINUTES, PLAN_MS = 850.0, 5.0, 8.0
+"""Targets: cartpole-swingup mean return at 100k env steps, its training wall time, planning ms per action."""
 
 
 @dataclass
@@ -104,16 +107,62 @@ def table(runs: list[RunSummary]) -> str:
     return "\n".join(lines)
 
 
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def targets(runs: list[RunSummary], speed: dict | None) -> str:
+    """Markdown table of the agent targets: return floors per task (mean over its finished runs), cartpole's
+    return and training time, and the planning latency of the shipped config (from the speed benchmark)."""
+    lines = ["| target | measured | verdict |", "|---|---|---|"]
+    done = [r for r in runs if r.finished and r.final_mean == r.final_mean]
+    for task in sorted({r.task for r in done} & set(PUBLISHED_100K)):
+        means = [r.final_mean for r in done if r.task == task]
+        floor = PUBLISHED_100K[task][0] - PUBLISHED_100K[task][1]
+        lines.append(f"| {task}: mean return at 100k >= {floor:.1f} (published mean - std) | "
+                     f"{statistics.mean(means):.1f} over {len(means)} run(s) | {_verdict(statistics.mean(means) >= floor)} |")
+    cartpole = [r for r in done if r.task == "cartpole-swingup"]
+    if cartpole:
+        mean = statistics.mean(r.final_mean for r in cartpole)
+        fastest = min(r.wall_s for r in cartpole) / 60
+        lines.append(f"| cartpole-swingup: mean return >= {CARTPOLE_RETURN:.0f} | {mean:.1f} over {len(cartpole)} run(s) "
+                     f"| {_verdict(mean >= CARTPOLE_RETURN)} |")
+        lines.append(f"| cartpole-swingup: 100k env steps in <= {CARTPOLE_MINUTES:.0f} min | fastest run {fastest:.1f} min "
+                     f"| {_verdict(fastest <= CARTPOLE_MINUTES)} |")
+    for row in (speed or {}).get("rows", []):
+        if row["config"].startswith("cpu/"):
+            lines.append(f"| plan <= {PLAN_MS:.0f} ms per action ({row['config']}, full horizon) | {row['plan_ms']:.1f} ms "
+                         f"| {_verdict(row['plan_ms'] <= PLAN_MS)} |")
+    return "\n".join(lines)
+
+
+def write_targets(path: Path, runs: list[RunSummary], speed_json: Path) -> None:
+    """Write the targets table with the commands behind its figures."""
+    speed = json.loads(speed_json.read_text()) if speed_json.is_file() else None
+    source = f"`{speed['meta']['command'].strip()}` ({speed_json})" if speed else "no speed benchmark found"
+    path.write_text(
+        "# TD-MPC agent targets\n\n"
+        "`python -m agents.tdmpc.report --targets " + str(path) + "`: returns and wall times from the shipped runs in "
+        "checkpoints/tdmpc/ (each run's command is in checkpoints/tdmpc/README.md); planning latency from "
+        f"{source}.\n\n{targets(runs, speed)}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the table of every run under --root."""
     ap = argparse.ArgumentParser(prog="python -m agents.tdmpc.report", description=__doc__)
     ap.add_argument("--root", default="checkpoints/tdmpc")
     ap.add_argument("--readme", type=Path, help="replace the run table of this markdown file in place")
+    ap.add_argument("--targets", type=Path, help="write the targets table (returns, training time, plan ms) here")
+    ap.add_argument("--speed", type=Path, default=Path("results/tdmpc_speed.json"),
+                    help="speed benchmark results read for the plan-latency target")
     args = ap.parse_args(argv)
     runs = [s for d in sorted(Path(args.root).iterdir()) if d.is_dir() and (s := summarize(d))]
     print(table(runs))
     if args.readme:
         replace_table(args.readme, table(runs))
+    if args.targets:
+        write_targets(args.targets, runs, args.speed)
+        print(f"targets: {args.targets}")
 
 
 def replace_table(path: Path, new_table: str) -> None:
