@@ -54,3 +54,15 @@ def test_list_and_groups() -> None:
     assert proc.returncode == 0 and "gradient" in proc.stdout and "ae" in proc.stdout
     proc = run("groups", "--model", "ae")
     assert proc.returncode == 0 and "inter" in proc.stdout and "encoder" in proc.stdout
+
+
+def test_tiny_tdmpc_training_through_the_cli(tmp_path) -> None:
+    proc = run("train", "tdmpc", "--task", "cartpole-swingup", "--seed", "3", "--steps", "1000", "--preset", "tiny",
+               "--out", str(tmp_path), "--eval-freq", "1000", "--eval-episodes", "1", "--save-freq", "500",
+               "--threads", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "eval.csv").read_text().splitlines()[0] == "seed,step,return"
+    assert (tmp_path / "eval.csv").read_text().splitlines()[1].startswith("3,1000,")
+    assert (tmp_path / "agent.pt").is_file() and any((tmp_path / "tb").iterdir())
+    bad = run("train", "tdmpc", "--task", "cartpole-swingupp", "--steps", "100", "--out", str(tmp_path / "bad"))
+    assert bad.returncode != 0 and "cartpole-swingup" in bad.stderr
