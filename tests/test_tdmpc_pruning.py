@@ -69,6 +69,26 @@ def test_surrogate_sees_one_q_head_move_against_its_twin(tmp_path):
             assert (float(surrogate(moved, 0)) > 1.0) == gap_seen
 
 
+def test_surrogate_scores_the_reward_part_in_its_own_units(tmp_path):
+    torch.manual_seed(0)
+    agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
+    agent.step = 10_000
+    with torch.no_grad():
+        agent.model.reward[-1].weight.normal_()  # heads start at zero: give the rewards some spread
+    save_agent(tmp_path / "agent.pt", agent, "cartpole-swingup")
+    flipped = copy.deepcopy(agent.model)
+    with torch.no_grad():
+        flipped.reward[-1].weight.neg_()  # every predicted reward negated: centered reward sums flip sign
+        flipped.reward[-1].bias.neg_()
+    scores = {}
+    for reward_weight in (0.0, 1.0):
+        usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1, states=8,
+                              candidates=4, reward_weight=reward_weight)
+        with torch.no_grad():
+            scores[reward_weight] = float(usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate(flipped, 0))
+    assert scores[1.0] - scores[0.0] == pytest.approx(4.0, rel=1e-4)  # (-c - c)^2 / c^2
+
+
 def test_pruned_target_keeps_the_dense_targets_own_weights(tiny_usecase):
     dense_agent = tiny_usecase.agent()
     with torch.no_grad():

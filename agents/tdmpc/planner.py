@@ -6,6 +6,9 @@ import torch
 from agents.tdmpc.config import TDMPCConfig
 from agents.tdmpc.model import TOLD, compute_precision
 
+INITIAL_STD = 2.0
+"""Std of the planner's first sampling iteration at every step (and the ceiling of later ones)."""
+
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
     """Linear interpolation from start to end over `duration` steps, constant afterwards."""
@@ -68,7 +71,7 @@ class MPPIPlanner:
         pi_actions = self._policy_rollouts(model, z0, horizon).float() if self.num_pi else None
         z = z0.expand(cfg.num_samples + self.num_pi, -1)
         mean = torch.zeros(horizon, self.act_dim)
-        std = torch.full((horizon, self.act_dim), 2.0)
+        std = torch.full((horizon, self.act_dim), INITIAL_STD)
         if not t0 and self._prev_mean is not None:
             keep = min(horizon, self._prev_mean.shape[0]) - 1
             mean[:keep] = self._prev_mean[1:keep + 1]
@@ -85,7 +88,7 @@ class MPPIPlanner:
             score /= score.sum()
             w = score.view(1, -1, 1)
             new_mean = (w * elites).sum(1)
-            new_std = ((w * (elites - new_mean.unsqueeze(1)) ** 2).sum(1)).sqrt().clamp_(floor, 2.0)
+            new_std = ((w * (elites - new_mean.unsqueeze(1)) ** 2).sum(1)).sqrt().clamp_(floor, INITIAL_STD)
             mean, std = cfg.momentum * mean + (1 - cfg.momentum) * new_mean, new_std
         self._prev_mean = mean
         action = elites[0, torch.multinomial(score, 1).item()]

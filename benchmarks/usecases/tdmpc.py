@@ -4,6 +4,8 @@ The gradient method's surrogate is a planner-aware distillation to the dense age
 MPPI ranks candidate action sequences by their estimated value (discounted predicted rewards plus the
 terminal min-Q), and its weights ignore a shift of all values of one state. So the surrogate compares, per
 visited state, the *centered* values of the same candidate sequences under the dense and the pruned model.
+The candidates span the planner's own sampling: from the actions it took out to the std of its first
+iteration (2); with a narrower spread (1) the search misjudged walker-walk at rho 0.5 (docs/METHOD.md).
 Centering hides a shift of one Q head, yet the planner reads the heads through min(Q1, Q2), so a head that
 drops below its twin takes over every terminal value (on cheetah-run, pruning a quarter of one Q head's
 first layer does that and ruins the return). So the surrogate also compares the twin gap Q1 - Q2 at the
@@ -25,7 +27,7 @@ import torch_pruning as tp
 from torch import nn
 
 from agents.tdmpc import TDMPC, TOLD, load_agent, output_layers, trace_forward
-from agents.tdmpc.planner import planning_horizon
+from agents.tdmpc.planner import INITIAL_STD, planning_horizon
 from agents.tdmpc.train import evaluate
 from benchmarks.usecases.base import UseCase, register_usecase
 from envs import make_env
@@ -54,15 +56,20 @@ class Visits:
 
 
 def _rollout(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Estimated value [N, 1] of action sequences [H, N, act] from latents [N, d], as the planner computes
-    it, and the discounted terminal values of both Q heads [N, 2] that it takes the minimum of."""
-    value, scale = torch.zeros(z.shape[0], 1), 1.0
+    """Discounted predicted rewards [N, 1] of action sequences [H, N, act] from latents [N, d], and the
+    discounted terminal values of both Q heads [N, 2]: the planner's value is rewards + min(heads)."""
+    rewards, scale = torch.zeros(z.shape[0], 1), 1.0
     for a in actions:
         z, r = model.next(z, a)
-        value = value + scale * r
+        rewards = rewards + scale * r
         scale *= discount
-    heads = scale * torch.cat(model.Q(z, model.pi_action(z)), dim=1)
-    return value + heads.min(dim=1, keepdim=True).values, heads
+    return rewards, scale * torch.cat(model.Q(z, model.pi_action(z)), dim=1)
+
+
+def _centered(values: torch.Tensor, states: int) -> torch.Tensor:
+    """Values [states * K, 1] as [states, K] minus each state's mean over its K candidates."""
+    values = values.view(states, -1)
+    return values - values.mean(1, keepdim=True)
 
 
 def _twin_gap(heads: torch.Tensor) -> torch.Tensor:
@@ -77,12 +84,16 @@ class TDMPCUseCase(UseCase):
     Options: `episodes` (evaluation episodes per cell, default 10), `grid_episodes` (episodes per grid
     candidate, default 2), `calib_episodes` (dense episodes whose states feed the surrogate, default 2),
     `states` (visited states per surrogate batch, default 64), `candidates` (action sequences per state,
-    default 16), `pi_weight` (weight of the policy term, default 1), `twin_weight` (weight of the twin-gap
-    term, default 1).
+    default 16), `noise` (largest std of the candidates' noise around the planner's actions, default the
+    planner's first-iteration std 2), `pi_weight` (weight of the policy term, default 1), `twin_weight`
+    (weight of the twin-gap term, default 1), `reward_weight` (weight of the predicted-reward term in its
+    own units, default 0: off).
     """
 
     metric_name = "return"
     latent_layer = "encoder.2"
+    code_versions = {"gradient": "2"}
+    """2: candidates out to the planner's first-iteration std (was 1)."""
     method_defaults = {
         # The surrogate distils the dense agent, so its gradient vanishes at the dense model: Taylor ranking
         # is undefined there and channels are ranked by magnitude.
@@ -98,12 +109,13 @@ class TDMPCUseCase(UseCase):
 
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
                  calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 1.0,
-                 twin_weight: float = 1.0) -> None:
+                 twin_weight: float = 1.0, reward_weight: float = 0.0, noise: float = INITIAL_STD) -> None:
         super().__init__(checkpoint or str(default_checkpoint(task)))
         self.task, self.name = task, f"tdmpc-{task}"
         self.episodes, self.grid_episodes, self.calib_episodes = episodes, grid_episodes, calib_episodes
         self.states, self.candidates = states, candidates
-        self.pi_weight, self.twin_weight = pi_weight, twin_weight
+        self.pi_weight, self.twin_weight, self.reward_weight = pi_weight, twin_weight, reward_weight
+        self.noise = noise
         self.env = make_env(task, seed=0)
         self._agent: TDMPC | None = None
         self._visits: Visits | None = None
@@ -161,12 +173,13 @@ class TDMPCUseCase(UseCase):
         return self._visits
 
     def _sequences(self, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Candidate action sequences [H, B*K, act] around the planner's own actions from each start."""
+        """Candidate action sequences [H, B*K, act] around the planner's own actions from each start: K noise
+        levels from 0 (the actions taken) to `noise` (the spread of the planner's first sampling iteration)."""
         v, horizon = self.visits(), planning_horizon(self.agent().cfg, self.agent().step)
         idx = (start.unsqueeze(0) + torch.arange(horizon).unsqueeze(1)).clamp(max=len(v.actions) - 1)
         taken = v.actions[idx].repeat_interleave(self.candidates, dim=1)
-        noise = torch.randn(taken.shape, generator=gen) * torch.linspace(0, 1, self.candidates).repeat(len(start)).view(1, -1, 1)
-        return (taken + noise).clamp(-1, 1)
+        levels = torch.linspace(0, self.noise, self.candidates).repeat(len(start)).view(1, -1, 1)
+        return (taken + torch.randn(taken.shape, generator=gen) * levels).clamp(-1, 1)
 
     def _batch(self, step: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -184,24 +197,29 @@ class TDMPCUseCase(UseCase):
                 start, seqs = heldout if step < 0 else self._batch(step % 64, seed)
                 with torch.no_grad():
                     z = dense.h(visits.obs[start]).repeat_interleave(self.candidates, dim=0)
-                    values, heads = _rollout(dense, z, seqs, discount)
-                    centered = values.view(len(start), -1) - values.view(len(start), -1).mean(1, keepdim=True)
+                    rewards, heads = _rollout(dense, z, seqs, discount)
+                    value = _centered(rewards + heads.min(dim=1, keepdim=True).values, len(start))
+                    reward = _centered(rewards, len(start))
                     pi = dense.pi_action(dense.h(visits.obs[start]))
-                cache[step] = (start, seqs, centered, _twin_gap(heads), pi, centered.pow(2).mean().clamp_min(1e-8))
+                cache[step] = (start, seqs, value, reward, _twin_gap(heads), pi)
             return cache[step]
 
         def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
             """Centered value error over candidate sequences (the planner ignores a shift of all of them) +
-            error of the terminal twin gap Q1 - Q2 (min(Q1, Q2) does not ignore it) + policy error; both value
-            terms in units of the dense values' spread over one state's candidates."""
-            start, seqs, dense_centered, dense_twin, dense_pi, spread = targets(step)
+            error of the terminal twin gap Q1 - Q2 (min(Q1, Q2) does not ignore it), both in units of the
+            dense values' spread over one state's candidates + centered error of the predicted-reward part
+            in units of its own spread + policy error."""
+            start, seqs, dense_value, dense_reward, dense_twin, dense_pi = targets(step)
             z = masked.h(visits.obs[start])
-            values, heads = _rollout(masked, z.repeat_interleave(self.candidates, dim=0), seqs, discount)
-            values = values.view(len(start), -1)
-            value_err = ((values - values.mean(1, keepdim=True)) - dense_centered).pow(2).mean() / spread
+            rewards, heads = _rollout(masked, z.repeat_interleave(self.candidates, dim=0), seqs, discount)
+            value = _centered(rewards + heads.min(dim=1, keepdim=True).values, len(start))
+            spread = dense_value.pow(2).mean().clamp_min(1e-8)
+            value_err = (value - dense_value).pow(2).mean() / spread
             twin_err = (_twin_gap(heads) - dense_twin).pow(2).mean() / spread
+            reward_err = ((_centered(rewards, len(start)) - dense_reward).pow(2).mean()
+                          / dense_reward.pow(2).mean().clamp_min(1e-8))
             pi_err = (masked.pi_action(z) - dense_pi).pow(2).mean()
-            return value_err + self.twin_weight * twin_err + self.pi_weight * pi_err
+            return value_err + self.twin_weight * twin_err + self.reward_weight * reward_err + self.pi_weight * pi_err
 
         def grid_metric(candidate: nn.Module) -> float:
             mean, _, _ = evaluate(self.wrap(candidate), self.env, self.grid_episodes, CALIB_SEED + 500 + 100 * seed)
