@@ -1,6 +1,7 @@
 """Summary tables (markdown) computed from metrics.csv rows: mean ± std per method x sparsity."""
 from __future__ import annotations
 
+import shlex
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -35,22 +36,25 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
-def _cell_text(cell_rows: list[dict[str, Any]], key: str, digits: int) -> str:
+def _cell_text(cell_rows: list[dict[str, Any]], key: str, digits: int, seeds: int) -> str:
+    """Mean ± std over the seeds of a cell; one seed shows its value alone, and a cell with fewer seeds
+    than the table's fullest cell says how many it has."""
     mean, std = mean_std([r[key] for r in cell_rows])
-    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if len(cell_rows) > 1 else "")
+    if len(cell_rows) < seeds:
+        text += f" (n={len(cell_rows)})"
     missed = sum(not r["in_band"] for r in cell_rows)
     return text + (f" ({missed}/{len(cell_rows)} out of band)" if missed else "")
 
 
 def markdown_table(rows: list[dict[str, Any]], key: str, digits: int = 2) -> str:
     """A markdown table of `key` (mean ± std over seeds), one line per method, one column per level."""
-    grouped = group_rows(rows)
+    grouped = {s: by_level for s, by_level in group_rows(rows).items() if s != "dense"}
     levels = sorted({r["target_sparsity"] for r in rows if r["method"] != "dense"})
+    seeds = max((len(rs) for by_level in grouped.values() for rs in by_level.values()), default=0)
     lines = ["| method | " + " | ".join(f"ρ={lv:g}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
     for series, by_level in grouped.items():
-        if series == "dense":
-            continue
-        cells = [_cell_text(by_level[lv], key, digits) if lv in by_level else "–" for lv in levels]
+        cells = [_cell_text(by_level[lv], key, digits, seeds) if lv in by_level else "–" for lv in levels]
         lines.append(f"| {series} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -73,15 +77,39 @@ def dense_line(rows: list[dict[str, Any]]) -> str:
     dense = [r for r in rows if r["method"] == "dense"]
     if not dense:
         return ""
-    mean, std = mean_std([r["metric"] for r in dense])
-    return f"Dense model: {dense[0]['metric_name']} {mean:.2f} ± {std:.2f}, {dense[0]['params']:,} parameters, {dense[0]['macs']:,} MACs."
+    value = _cell_text(dense, "metric", 2, len(dense))
+    return f"Dense model: {dense[0]['metric_name']} {value}, {dense[0]['params']:,} parameters, {dense[0]['macs']:,} MACs."
+
+
+SUBSET_OPTIONS = ("--methods", "--sparsities", "--seeds")
+"""`ctrlprune bench` options that restrict a run to part of its suite's cells."""
+
+
+def whole_suite_command(command: str) -> str:
+    """`command` without the options that select a subset of cells (and without --fresh, --workers and
+    the output switches, which do not change any row)."""
+    words, kept = shlex.split(command), []
+    dropped_with_value = (*SUBSET_OPTIONS, "--workers")
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in dropped_with_value:
+            skip = True
+        elif word not in ("--fresh", "--quiet", "--verbose") and not word.startswith(tuple(o + "=" for o in dropped_with_value)):
+            kept.append(word)
+    return shlex.join(kept)
 
 
 def reproduce_line(command: str) -> str:
-    """How to recompute the results; `command` is "" when the run did not record one (e.g. run from Python)."""
-    if command:
+    """How to recompute the results; `command` is "" when the run did not record one (e.g. run from Python).
+    A run restricted to a subset of cells also names the command that computes the whole suite."""
+    if not command:
+        return "Reproduce: no command recorded (the suite was not run by `ctrlprune bench`); its fields are in run.json."
+    if not any(word.split("=")[0] in SUBSET_OPTIONS for word in shlex.split(command)):
         return f"Reproduce: `{command}`"
-    return "Reproduce: no command recorded (the suite was not run by `ctrlprune bench`); its fields are in run.json."
+    return (f"Reproduce: `{whole_suite_command(command)}` computes every cell of the suite (cells are independent, and "
+            f"a rerun computes only the missing ones). The last run computed a subset: `{command}`.")
 
 
 def summary_markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:

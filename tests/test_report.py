@@ -3,7 +3,7 @@ import json
 import re
 
 from benchmarks.cli import _recorded_command, main
-from benchmarks.report import reproduce_line
+from benchmarks.report import reproduce_line, summary_markdown, whole_suite_command
 from test_extensibility import pendulum  # noqa: F401  (fixture)
 
 SUITE = 'name = "tiny"\nmodel = "pendulum-mlp"\nmethods = ["tp-magnitude", "torch-l2"]\nsparsities = [0.3]\nseeds = [0]\n'
@@ -39,7 +39,15 @@ def test_reproduce_line_names_the_suite_file_given_as_a_path(tmp_path, pendulum)
     command = f"ctrlprune --plugin examples.pendulum_mlp bench --suite '{toml}' --methods tp-magnitude --out {out}"
     assert json.loads((out / "tiny" / "run.json").read_text())["command"] == command
     assert main(["report", str(out / "tiny")]) == 0
-    assert f"Reproduce: `{command}`" in (out / "tiny" / "report.md").read_text()
+    whole = f"ctrlprune --plugin examples.pendulum_mlp bench --suite '{toml}' --out {out}"
+    page = (out / "tiny" / "report.md").read_text()
+    assert f"Reproduce: `{whole}` computes every cell" in page and f"The last run computed a subset: `{command}`" in page
+
+
+def test_reproduce_line_of_a_whole_suite_run_is_its_command() -> None:
+    assert reproduce_line("ctrlprune bench --suite ae --fresh") == "Reproduce: `ctrlprune bench --suite ae --fresh`"
+    assert whole_suite_command("ctrlprune bench --suite ae --workers 2 --seeds=0,1 --methods grid --quiet") == (
+        "ctrlprune bench --suite ae")
 
 
 def test_reproduce_line_of_runs_without_a_recorded_command(tmp_path) -> None:
@@ -49,20 +57,20 @@ def test_reproduce_line_of_runs_without_a_recorded_command(tmp_path) -> None:
         assert expected in reproduce_line(_recorded_command(tmp_path / name))
 
 
+def row(method: str, level: float, seed: int = 0, **extra) -> dict:
+    """A metrics.csv row of a TD-MPC-like cell."""
+    return {"model": "m", "method": method, "latent_prunable": True, "target_sparsity": level, "seed": seed,
+            "achieved_sparsity": level, "in_band": True, "metric_name": "return", "metric": 800.0,
+            "metric_std": 0.0, "params": 10, "macs": 10, "latent_cka": 1.0, "rollout_error": 0.0,
+            "latency_ms_b1": 0.0, "search_seconds": 0.1, "evaluations": 0, **extra}
+
+
 def test_summary_shows_episode_spread_and_rollout_error_only_when_measured() -> None:
-    from benchmarks.report import summary_markdown
-
-    def row(method: str, level: float, **extra) -> dict:
-        return {"model": "m", "method": method, "latent_prunable": True, "target_sparsity": level, "seed": 0,
-                "achieved_sparsity": level, "in_band": True, "metric_name": "return", "metric": 800.0,
-                "metric_std": 0.0, "params": 10, "macs": 10, "latent_cka": 1.0, "rollout_error": 0.0,
-                "latency_ms_b1": 0.0, "search_seconds": 0.1, "evaluations": 0, **extra}
-
     plain = summary_markdown([row("dense", 0.0), row("tp-magnitude", 0.5)], "t", "")
     assert "spread over evaluation episodes" not in plain and "rollout" not in plain
     episodic = summary_markdown([row("dense", 0.0), row("tp-magnitude", 0.5, metric_std=12.5, rollout_error=0.25)], "t", "")
     spread = episodic[episodic.index("spread over evaluation episodes"):]
-    assert "| tp-magnitude | 12.50 ± 0.00 |" in spread and "| tp-magnitude | 0.250 ± 0.000 |" in episodic
+    assert "| tp-magnitude | 12.50 |" in spread and "| tp-magnitude | 0.250 |" in episodic
     assert episodic.index("spread over evaluation episodes") < episodic.index("## Search cost")
 
 
@@ -73,3 +81,11 @@ def test_return_band_pools_episodes_of_all_seeds() -> None:
     mean, std = _pooled(rows)
     assert mean == 15.0 and abs(std - (9 + 25) ** 0.5) < 1e-9
     assert episodic(rows) and not episodic([{**r, "metric_std": 0.0} for r in rows])
+
+
+def test_summary_cells_say_how_many_seeds_they_average() -> None:
+    rows = [row("dense", 0.0), row("gradient", 0.5, 0, metric=800.0), row("gradient", 0.5, 1, metric=810.0),
+            row("grid", 0.5, 0, metric=700.0)]
+    page = summary_markdown(rows, "t", "")
+    assert "| gradient | 805.00 ± 5.00 |" in page and "| grid | 700.00 (n=1) |" in page
+    assert "Dense model: return 800.00, 10 parameters" in page
