@@ -1,6 +1,7 @@
 """`ctrlprune`: run pruning suites, train the shipped models, inspect groups, regenerate plots.
 
     ctrlprune bench [--suite ae] [--fresh] [--workers 2]   run a suite (resumes unless --fresh)
+    ctrlprune bench --suite ae --dry-run                   which cells are done, which would run
     ctrlprune train ae|tdmpc [...]                         train a dense model
     ctrlprune groups --model ae                            the pruning groups of a model, as a table
     ctrlprune list                                         models, methods, suites, tasks
@@ -43,14 +44,29 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     from benchmarks.runner import run_suite
     from benchmarks.suite import load_suite
 
-    executor = make_executor(ns.executor, ns.address)  # fails (e.g. Ray missing) before any result is touched
     overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers}
     suite = load_suite(ns.suite, **overrides)
+    if ns.dry_run:
+        return _print_pending(suite, ns.out, ns.fresh)
+    executor = make_executor(ns.executor, ns.address)  # fails (e.g. Ray missing) before any result is touched
     suite = dataclasses.replace(suite, plugins=tuple(dict.fromkeys([*ns.plugin, *suite.plugins])))  # for the workers
     command = _reproduce_command(ns)
     store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet, on_cell=_print_row if ns.verbose else None,
                       executor=executor, command=command)
     _finish(store.root, command, quiet=ns.quiet)
+    return 0
+
+
+def _print_pending(suite, out: Path, fresh: bool) -> int:
+    """`bench --dry-run`: how many cells are done and which ones a run would compute."""
+    from benchmarks.runner import describe_cells, pending_cells
+
+    cells, todo = pending_cells(suite, out)
+    todo = cells if fresh else todo
+    print(f"{suite.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run"
+          + (" (--fresh discards the done ones)" if fresh and cells else ""))
+    for line in describe_cells(todo):
+        print(f"  {line}")
     return 0
 
 
@@ -229,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a pruning suite (resumable)")
     bench.add_argument("--suite", default=DEFAULT_SUITE, help="shipped suite name or a .toml path (default: ae)")
     bench.add_argument("--fresh", action="store_true", help="discard earlier results of this suite first")
+    bench.add_argument("--dry-run", action="store_true",
+                       help="print how many cells are done and which ones would run; compute and write nothing")
     bench.add_argument("--workers", type=int, help="cells in parallel processes (default: the suite's)")
     bench.add_argument("--methods", type=_csv_strs, help="comma-separated subset of methods")
     bench.add_argument("--sparsities", type=_csv_floats, help="comma-separated target sparsities")

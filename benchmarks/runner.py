@@ -158,6 +158,40 @@ def _execute(suite: Suite, todo: list[Cell], workers: int,
     yield from (executor or LocalExecutor()).run(suite, todo, workers)
 
 
+def open_store(suite: Suite, root: Path = RESULTS_ROOT) -> ResultStore:
+    """The results store of `suite` under `root`, fingerprinting cells with its use case; fails early (missing
+    or corrupt checkpoint) before any result is touched."""
+    import_plugins(suite.plugins)
+    usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
+    usecase.load()
+    return ResultStore(root / suite.name, cell_fingerprinter(suite, usecase),
+                       context=fingerprint(_shared_settings(suite, usecase)))
+
+
+def pending_cells(suite: Suite, root: Path = RESULTS_ROOT) -> tuple[list[Cell], list[Cell]]:
+    """(every cell of `suite`, the cells a run would compute); reads the store, writes nothing."""
+    cells = suite_cells(suite)
+    return cells, open_store(suite, root).missing(cells)
+
+
+def describe_cells(cells: list[Cell]) -> list[str]:
+    """One line per method, latent setting and set of seeds sharing the same levels, e.g.
+    "torch-l2 (latent kept), seeds 1, 2: rho 0.1, 0.3 (4 cells)"."""
+    levels: dict[tuple[str, bool, int], list[float]] = {}
+    for cell in cells:
+        levels.setdefault((cell.method, cell.latent_prunable, cell.seed), []).append(cell.target_sparsity)
+    merged: dict[tuple[str, bool, tuple[float, ...]], list[int]] = {}
+    for (method, latent, seed), lvs in levels.items():
+        merged.setdefault((method, latent, tuple(sorted(lvs))), []).append(seed)
+    lines = []
+    for (method, latent, lvs), seeds in merged.items():
+        label = method + ("" if latent or method == DENSE else " (latent kept)")
+        seed_text = ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+        rho = ", ".join(f"{lv:g}" for lv in lvs)
+        lines.append(f"{label}, {seed_text}: rho {rho} ({len(lvs) * len(seeds)} cells)")
+    return lines
+
+
 def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, workers: int | None = None,
               quiet: bool = False, on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
               executor: Executor | None = None, command: str = "") -> ResultStore:
@@ -166,11 +200,7 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
     `on_cell(cell, row)` is called after each finished cell is stored (e.g. to print its row).
     `command` is the shell command that reproduces this run; run.json keeps it for the report.
     """
-    import_plugins(suite.plugins)
-    usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
-    usecase.load()  # fail early (missing or corrupt checkpoint) before any result is touched
-    store = ResultStore(root / suite.name, cell_fingerprinter(suite, usecase),
-                        context=fingerprint(_shared_settings(suite, usecase)))
+    store = open_store(suite, root)
     if fresh:
         store.clear()
     store.sweep_temporaries()

@@ -1,0 +1,23 @@
+"""`ctrlprune bench --dry-run`: what a run would compute, without computing or writing anything."""
+from benchmarks.cli import main
+from test_extensibility import pendulum  # noqa: F401  (fixture)
+
+SUITE = 'name = "tiny"\nmodel = "pendulum-mlp"\nmethods = ["tp-magnitude", "torch-l2"]\nsparsities = [0.3, 0.5]\nseeds = [0, 1]\n'
+
+
+def test_dry_run_lists_the_missing_cells_and_writes_nothing(tmp_path, capsys, pendulum) -> None:
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(SUITE)
+    out = tmp_path / "out"
+    assert main(["bench", "--suite", str(toml), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("tiny: 10 cells, 0 done, 10 to run") and "tp-magnitude, seeds 0, 1: rho 0.3, 0.5 (4 cells)" in printed
+    assert not out.exists()
+
+    assert main(["bench", "--suite", str(toml), "--out", str(out), "--quiet", "--methods", "torch-l2", "--seeds", "0"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["bench", "--suite", str(toml), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("tiny: 10 cells, 3 done, 7 to run")
+    assert "torch-l2, seed 1: rho 0.3, 0.5 (2 cells)" in printed and "torch-l2, seed 0" not in printed
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
