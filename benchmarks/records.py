@@ -19,7 +19,7 @@ from benchmarks.report import summary_markdown
 from benchmarks.store import Cell
 
 SCALARS = ("metric", "achieved_sparsity", "params", "macs", "latent_cosine", "latent_cka", "rollout_error",
-           "latency_ms_b1", "latency_ms_b256", "search_seconds", "evaluations")
+           "latency_ms_b1", "latency_ms_b256", "search_seconds", "evaluations", "cell_seconds")
 
 
 def _run_name(row: dict[str, Any]) -> str:

@@ -60,17 +60,33 @@ def markdown_table(rows: list[dict[str, Any]], key: str, digits: int = 2) -> str
 
 
 def search_table(rows: list[dict[str, Any]]) -> str:
-    """Mean search wall time and task-metric evaluations per method over all levels and seeds."""
-    lines = ["| method | search seconds (mean per cell) | evaluations (mean per cell) | cells in band |", "|---|---|---|---|"]
+    """Per method over all levels and seeds: mean search wall time, task-metric evaluations and whole-cell
+    wall time, and how many cells are in band."""
+    lines = ["| method | search seconds (mean per cell) | evaluations (mean per cell) | cell seconds (mean per cell) "
+             "| cells in band |", "|---|---|---|---|---|"]
     for series, by_level in group_rows(rows).items():
         if series == "dense":
             continue
         flat = [r for rs in by_level.values() for r in rs]
         secs, _ = mean_std([r["search_seconds"] for r in flat])
         evals, _ = mean_std([r["evaluations"] for r in flat])
+        cell, _ = mean_std([r.get("cell_seconds", float("nan")) for r in flat])
         inband = sum(r["in_band"] for r in flat)
-        lines.append(f"| {series} | {secs:.2f} | {evals:.0f} | {inband}/{len(flat)} |")
+        lines.append(f"| {series} | {secs:.2f} | {evals:.0f} | {'–' if cell != cell else f'{cell:.1f}'} | {inband}/{len(flat)} |")
     return "\n".join(lines)
+
+
+def compute_line(rows: list[dict[str, Any]]) -> str:
+    """Total wall time of the stored cells (one worker's view: parallel workers finish a run sooner)."""
+    times = [r["cell_seconds"] for r in rows if r.get("cell_seconds", float("nan")) == r.get("cell_seconds", float("nan"))]
+    if not times:
+        return ""
+    total = sum(times)
+    text = f"Compute: {total / 3600:.2f} h of cell wall time over {len(times)} cells"
+    if len(times) < len(rows):
+        older = len(rows) - len(times)
+        text += f" ({older} cell{'s' if older > 1 else ''} stored before cell times were recorded not counted)"
+    return text + "; cells run in parallel worker processes, so a run takes less wall time than this sum."
 
 
 def dense_line(rows: list[dict[str, Any]]) -> str:
@@ -122,14 +138,14 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str) -> st
         f"## {metric} (mean ± std over seeds)", markdown_table(rows, "metric"),
         "## Achieved sparsity", markdown_table(rows, "achieved_sparsity", 3),
         "## Latent stability: linear CKA to the dense latents", markdown_table(rows, "latent_cka", 3),
-        "## Search cost", search_table(rows),
     ]
     optional = [("metric_std", f"## {metric}: spread over evaluation episodes (std within a cell, mean over seeds)", 2),
                 ("rollout_error", "## Relative error of 5-step latent rollouts against the dense model", 3),
                 ("latency_ms_b1", "## Latency of one planned action / batch-1 forward (ms, median)", 1)]
     for key, heading, digits in optional:
         if any(r.get(key, 0) == r.get(key, 0) and r.get(key, 0) != 0 for r in rows if r["method"] != "dense"):
-            parts[-2:-2] = [heading, markdown_table(rows, key, digits)]
+            parts += [heading, markdown_table(rows, key, digits)]
+    parts += ["## Search cost", search_table(rows), compute_line(rows)]
     if any(r["method"].startswith("torch-") for r in rows):
         parts.append(MASK_NOTE)
     return "\n\n".join(p for p in parts if p) + "\n"

@@ -94,6 +94,7 @@ class Worker:
 
     def run(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
         """Evaluate one cell; returns its row and side data."""
+        started = time.perf_counter()
         torch.manual_seed(_cell_seed(cell))
         if cell.method == DENSE:
             model, result = self.dense, None
@@ -123,6 +124,7 @@ class Worker:
             **self.usecase.latency(model),
         }
         extras = self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite) else {}
+        row["cell_seconds"] = time.perf_counter() - started
         return row, {**extras, "search": _plain(result.info) if result else {}}
 
 

@@ -22,11 +22,13 @@ from typing import Any, Callable, Iterable
 COLUMNS = [
     "model", "method", "latent_prunable", "target_sparsity", "achieved_sparsity", "in_band", "seed",
     "metric_name", "metric", "metric_std", "params", "macs", "latent_cosine", "latent_cka", "rollout_error",
-    "latency_ms_b1", "latency_ms_b256", "search_seconds", "evaluations", "widths",
+    "latency_ms_b1", "latency_ms_b256", "search_seconds", "evaluations", "widths", "cell_seconds",
 ]
-"""Columns of metrics.csv, in order. `metric_std` is the spread over evaluation episodes (TD-MPC)."""
+"""Columns of metrics.csv, in order. `metric_std` is the spread over evaluation episodes (TD-MPC);
+`cell_seconds` is the wall time of the whole cell (search, evaluation, measurements), empty for cells stored
+before it was recorded."""
 
-TIMING_COLUMNS = ("latency_ms_b1", "latency_ms_b256", "search_seconds")
+TIMING_COLUMNS = ("latency_ms_b1", "latency_ms_b256", "search_seconds", "cell_seconds")
 """Columns that depend on the machine's load, left out of determinism checks."""
 
 

@@ -24,6 +24,7 @@ def test_tiny_suite_end_to_end(tmp_path) -> None:
     assert [(r["method"], r["target_sparsity"]) for r in rows] == [
         ("dense", 0.0), ("tp-magnitude", 0.2), ("tp-magnitude", 0.5), ("torch-l2", 0.2), ("torch-l2", 0.5)]
     assert all(abs(r["achieved_sparsity"] - r["target_sparsity"]) <= 0.01 for r in rows)
+    assert all(0 < r["cell_seconds"] < 600 for r in rows)
     assert rows[0]["metric"] > rows[2]["metric"]  # pruning half the model costs PSNR
     assert {p.name for p in (out / "plots").iterdir()} >= {"metric_vs_sparsity.png", "reconstructions.png"}
     assert (out / "summary.md").read_text().count("| tp-magnitude |") >= 1 and (out / "tb" / "summary").is_dir()

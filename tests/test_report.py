@@ -89,3 +89,12 @@ def test_summary_cells_say_how_many_seeds_they_average() -> None:
     page = summary_markdown(rows, "t", "")
     assert "| gradient | 805.00 ± 5.00 |" in page and "| grid | 700.00 (n=1) |" in page
     assert "Dense model: return 800.00, 10 parameters" in page
+
+
+def test_summary_sums_the_recorded_cell_times() -> None:
+    rows = [row("dense", 0.0, cell_seconds=10.0), row("gradient", 0.5, cell_seconds=3590.0),
+            row("grid", 0.5, cell_seconds=float("nan"))]
+    page = summary_markdown(rows, "t", "")
+    assert "Compute: 1.00 h of cell wall time over 2 cells (1 cell stored before" in page
+    assert "| gradient | 0.10 | 0 | 3590.0 | 1/1 |" in page and "| grid | 0.10 | 0 | – | 1/1 |" in page
+    assert "Compute:" not in summary_markdown([row("dense", 0.0), row("grid", 0.5)], "t", "")
