@@ -1,7 +1,8 @@
 """Figures of a suite, regenerated from `metrics.csv` (and, for reconstruction grids, the stored cells).
 
 - `metric_vs_sparsity.png`: the task metric against target sparsity per method, mean with a ±std band
-  (over seeds; over all evaluation episodes when cells record their episode spread, as TD-MPC's do);
+  (over seeds; over all evaluation episodes when cells record their episode spread, as TD-MPC's do), one
+  panel per latent setting (prunable, kept); each method has one colour in every figure;
 - `latent_stability.png`: latent cosine and CKA (and the multi-step rollout error, when measured) against
   sparsity;
 - `search_time.png`: mean search wall time per method (log scale);
@@ -21,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.report import group_rows, mean_std  # noqa: E402
+from benchmarks.report import group_rows, mean_std, series_name  # noqa: E402
 from benchmarks.store import read_csv  # noqa: E402
 
 
@@ -49,26 +50,49 @@ def _series_curves(rows: list[dict[str, Any]], key: str,
     return curves
 
 
-def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str, pooled: bool = False) -> None:
+def _style(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Line style per series: one colour per method (the same in every panel and figure), solid with the
+    latent width prunable and dashed with it kept."""
+    methods = list(dict.fromkeys(r["method"] for r in rows if r["method"] != "dense"))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    return {series_name(r): {"color": colours[r["method"]], "ls": "-" if r["latent_prunable"] else "--"}
+            for r in rows if r["method"] != "dense"}
+
+
+def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str, pooled: bool = False,
+                 style: dict[str, dict[str, Any]] | None = None) -> None:
+    style = style or _style(rows)
     for series, (x, mean, std) in _series_curves(rows, key, pooled).items():
-        ax.plot(x, mean, marker="o", ms=3, label=series)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+        ax.plot(x, mean, marker="o", ms=3, label=series, **style[series])
+        ax.fill_between(x, mean - std, mean + std, alpha=0.15, color=style[series]["color"])
     dense = [r[key] for r in rows if r["method"] == "dense"]
     if dense and key == "metric":
-        ax.axhline(mean_std(dense)[0], color="k", ls="--", lw=1, label="dense")
+        ax.axhline(mean_std(dense)[0], color="k", ls=":", lw=1, label="dense")
     ax.set_xlabel("target sparsity ρ*")
     ax.grid(alpha=0.3)
 
 
 def plot_metric(rows: list[dict[str, Any]], out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    pooled = episodic(rows)
-    _plot_curves(ax, rows, "metric", pooled)
-    ax.set_ylabel(rows[0]["metric_name"])
+    return _save(metric_figure(rows), out / "metric_vs_sparsity.png")
+
+
+def metric_figure(rows: list[dict[str, Any]]) -> plt.Figure:
+    """The task metric against sparsity: one panel per latent setting present (prunable, kept), each method
+    in the same colour in both."""
+    pruned = [r for r in rows if r["method"] != "dense"]
+    settings = [lat for lat in (True, False) if any(r["latent_prunable"] == lat for r in pruned)] or [True]
+    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings) + 1, 4.8), sharey=True, squeeze=False)
+    pooled, style = episodic(rows), _style(rows)
+    for ax, latent in zip(axes[0], settings):
+        panel = [r for r in rows if r["method"] == "dense" or r["latent_prunable"] == latent]
+        _plot_curves(ax, panel, "metric", pooled, style)
+        if len(settings) > 1:
+            ax.set_title("latent width prunable" if latent else "latent width kept", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    axes[0][0].set_ylabel(rows[0]["metric_name"])
     spread = "all evaluation episodes" if pooled else "seeds"
-    ax.set_title(f"{rows[0]['model']}: {rows[0]['metric_name']} vs sparsity (mean ± std over {spread})", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
-    return _save(fig, out / "metric_vs_sparsity.png")
+    fig.suptitle(f"{rows[0]['model']}: {rows[0]['metric_name']} vs sparsity (mean ± std over {spread})", fontsize=10)
+    return fig
 
 
 def plot_stability(rows: list[dict[str, Any]], out: Path) -> Path:
@@ -98,10 +122,13 @@ def plot_search_time(rows: list[dict[str, Any]], out: Path) -> Path:
 
 def plot_latency(rows: list[dict[str, Any]], out: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    style = {**_style(rows), "dense": {"color": "k", "ls": "-"}}
     for ax, key in zip(axes, ("latency_ms_b1", "latency_ms_b256")):
         for series, by_level in group_rows(rows).items():
             flat = [r for rs in by_level.values() for r in rs]
-            ax.scatter([r["macs"] for r in flat], [r[key] for r in flat], s=10, label=series)
+            marker = "o" if style[series]["ls"] == "-" else "x"
+            ax.scatter([r["macs"] for r in flat], [r[key] for r in flat], s=12, label=series,
+                       color=style[series]["color"], marker=marker)
         ax.set_xlabel("MACs (batch 1)")
         ax.set_ylabel(f"CPU latency [ms], {key.split('_')[-1]}")
         ax.grid(alpha=0.3)
