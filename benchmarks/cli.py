@@ -59,14 +59,19 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
 def _print_pending(suite, out: Path, fresh: bool) -> int:
     """`bench --dry-run`: how many cells are done and which ones a run would compute."""
-    from benchmarks.runner import describe_cells, pending_cells
+    from benchmarks.runner import describe_cells, estimate_seconds, pending_cells
 
-    cells, todo = pending_cells(suite, out)
+    cells, todo, done = pending_cells(suite, out)
     todo = cells if fresh else todo
     print(f"{suite.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run"
           + (" (--fresh discards the done ones)" if fresh and cells else ""))
     for line in describe_cells(todo):
         print(f"  {line}")
+    seconds, unknown = estimate_seconds(todo, done)
+    if todo and len(unknown) < len({c.method for c in todo}):
+        print(f"estimated compute: {seconds / 3600:.2f} h of cell time on one worker (about {seconds / 3600 / suite.workers:.2f} h "
+              f"of wall time with {suite.workers} workers), from the mean time of the stored cells of each method"
+              + (f"; not counted: {', '.join(unknown)} (no timed cell yet)" if unknown else ""))
     return 0
 
 

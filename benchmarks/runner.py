@@ -170,10 +170,31 @@ def open_store(suite: Suite, root: Path = RESULTS_ROOT) -> ResultStore:
                        context=fingerprint(_shared_settings(suite, usecase)))
 
 
-def pending_cells(suite: Suite, root: Path = RESULTS_ROOT) -> tuple[list[Cell], list[Cell]]:
-    """(every cell of `suite`, the cells a run would compute); reads the store, writes nothing."""
-    cells = suite_cells(suite)
-    return cells, open_store(suite, root).missing(cells)
+def pending_cells(suite: Suite, root: Path = RESULTS_ROOT) -> tuple[list[Cell], list[Cell], list[dict[str, Any]]]:
+    """(every cell of `suite`, the cells a run would compute, the stored rows of the others); reads the store,
+    writes nothing."""
+    cells, store = suite_cells(suite), open_store(suite, root)
+    todo = store.missing(cells)
+    return cells, todo, store.rows(cells)
+
+
+def estimate_seconds(todo: list[Cell], done: list[dict[str, Any]]) -> tuple[float, list[str]]:
+    """Cell time `todo` would take on one worker, from the mean stored `cell_seconds` of each method and latent
+    setting (of the method alone when that setting has none); also the methods with no timed cell."""
+    times: dict[tuple[str, bool | None], list[float]] = {}
+    for row in done:
+        seconds = row.get("cell_seconds", float("nan"))
+        if seconds == seconds:
+            times.setdefault((row["method"], row["latent_prunable"]), []).append(seconds)
+            times.setdefault((row["method"], None), []).append(seconds)
+    total, unknown = 0.0, []
+    for cell in todo:
+        known = times.get((cell.method, cell.latent_prunable)) or times.get((cell.method, None))
+        if known:
+            total += sum(known) / len(known)
+        elif cell.method not in unknown:
+            unknown.append(cell.method)
+    return total, unknown
 
 
 def describe_cells(cells: list[Cell]) -> list[str]:

@@ -21,3 +21,15 @@ def test_dry_run_lists_the_missing_cells_and_writes_nothing(tmp_path, capsys, pe
     assert printed.startswith("tiny: 10 cells, 3 done, 7 to run")
     assert "torch-l2, seed 1: rho 0.3, 0.5 (2 cells)" in printed and "torch-l2, seed 0" not in printed
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert "estimated compute:" in printed and "not counted: tp-magnitude (no timed cell yet)" in printed
+
+
+def test_estimate_uses_the_mean_cell_time_of_each_method_and_latent_setting() -> None:
+    from benchmarks.runner import estimate_seconds
+    from benchmarks.store import Cell
+
+    done = [{"method": "grid", "latent_prunable": True, "cell_seconds": s} for s in (100.0, 300.0)]
+    done += [{"method": "grid", "latent_prunable": False, "cell_seconds": 50.0},
+             {"method": "gradient", "latent_prunable": True, "cell_seconds": float("nan")}]
+    todo = [Cell("m", "grid", True, 0.5, 1), Cell("m", "grid", False, 0.5, 1), Cell("m", "gradient", True, 0.5, 1)]
+    assert estimate_seconds(todo, done) == (250.0, ["gradient"])
