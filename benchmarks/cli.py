@@ -8,6 +8,7 @@
     ctrlprune plots results/ae                             regenerate every figure from metrics.csv
     ctrlprune summary results/ae                           rebuild summary.md and TensorBoard records
     ctrlprune report results/ae [--html]                   one page: summary tables and figures
+    ctrlprune table results/ae --seeds 0 --bold-best       one column of metrics.csv as a markdown table
     ctrlprune prune --model ae --method gradient --sparsity 0.5 --out p.pt   prune once, save safely
     ctrlprune eval p.pt                                    load a saved pruned model and score it
 """
@@ -141,6 +142,23 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
     page = write_report(Path(ns.dir), make_plots(ns.dir), html=ns.html)
     print(page)
+    return 0
+
+
+def cmd_table(ns: argparse.Namespace) -> int:
+    from benchmarks.report import markdown_table
+    from benchmarks.store import read_csv
+
+    path = Path(ns.dir) / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.csv in {ns.dir}; run `ctrlprune bench --suite {Path(ns.dir).name}` first")
+    rows = read_csv(path)
+    if ns.seeds is not None:
+        rows = [r for r in rows if r["seed"] in ns.seeds]
+    if not rows or ns.key not in rows[0]:
+        raise ValueError(f"no rows with seeds {ns.seeds} in {path}" if not rows else
+                         f"unknown column {ns.key!r}; metrics.csv has: {', '.join(rows[0])}")
+    print(markdown_table(rows, ns.key, ns.digits, bold_best=ns.bold_best))
     return 0
 
 
@@ -282,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", type=Path, help="a suite's results folder, e.g. results/ae")
     report.add_argument("--html", action="store_true", help="also write DIR/report.html")
 
+    table = sub.add_parser("table", help="print one column of DIR/metrics.csv as a markdown table")
+    table.add_argument("dir", type=Path, help="a suite's results folder, e.g. results/tdmpc-walker-walk")
+    table.add_argument("--key", default="metric", help="column to tabulate (default: metric)")
+    table.add_argument("--seeds", type=_csv_ints, help="only these seeds (default: all, mean ± std over them)")
+    table.add_argument("--digits", type=int, default=2, help="decimals (default 2)")
+    table.add_argument("--bold-best", action="store_true", help="bold the highest mean per column and latent setting")
+
     prune = sub.add_parser("prune", help="prune one model once and save it (safe, weights-only file)")
     prune.add_argument("--model", default="ae", help="use case, e.g. ae or tdmpc-cartpole-swingup")
     prune.add_argument("--method", required=True, help="pruning method, see `ctrlprune list`")
@@ -313,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)  # small networks: one thread is fastest, and never oversubscribes a shared core
     handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary,
-                "report": cmd_report, "prune": cmd_prune, "eval": cmd_eval}
+                "report": cmd_report, "table": cmd_table, "prune": cmd_prune, "eval": cmd_eval}
     try:
         import_plugins(ns.plugin)
         code = cmd_train(ns, rest) if ns.command == "train" else handlers[ns.command](ns)

@@ -53,7 +53,8 @@ def _series_curves(rows: list[dict[str, Any]], key: str,
 def _style(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Line style per series: one colour per method (the same in every panel and figure), solid with the
     latent width prunable and dashed with it kept."""
-    methods = list(dict.fromkeys(r["method"] for r in rows if r["method"] != "dense"))
+    ordered = [r for by_level in group_rows(rows).values() for cell_rows in by_level.values() for r in cell_rows]
+    methods = list(dict.fromkeys(r["method"] for r in ordered if r["method"] != "dense"))
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     return {series_name(r): {"color": colours[r["method"]], "ls": "-" if r["latent_prunable"] else "--"}
             for r in rows if r["method"] != "dense"}

@@ -21,10 +21,23 @@ def series_name(row: dict[str, Any]) -> str:
     return row["method"] + ("" if row["latent_prunable"] or row["method"] == "dense" else " (latent kept)")
 
 
+METHOD_ORDER = ("dense", "torch-random", "torch-l2", "tp-random", "tp-magnitude", "grid", "grid-group", "gradient")
+"""Order of methods in tables and legends: the baselines, then the soft-coefficient searches; other methods
+(plugins) follow in the order they first appear."""
+
+
+def _series_rank(row: dict[str, Any], seen: dict[str, int]) -> tuple[int, bool]:
+    method = row["method"]
+    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + seen.setdefault(method, len(seen))
+    return rank, not row["latent_prunable"]
+
+
 def group_rows(rows: list[dict[str, Any]]) -> dict[str, dict[float, list[dict[str, Any]]]]:
-    """{series: {target sparsity: [rows over seeds]}} in first-seen order."""
+    """{series: {target sparsity: [rows over seeds]}}: methods in METHOD_ORDER, the latent-prunable series of
+    a method before its latent-kept one."""
     grouped: dict[str, dict[float, list]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
+    seen: dict[str, int] = {}
+    for row in sorted(rows, key=lambda r: _series_rank(r, seen)):
         grouped[series_name(row)][row["target_sparsity"]].append(row)
     return grouped
 
@@ -47,16 +60,37 @@ def _cell_text(cell_rows: list[dict[str, Any]], key: str, digits: int, seeds: in
     return text + (f" ({missed}/{len(cell_rows)} out of band)" if missed else "")
 
 
-def markdown_table(rows: list[dict[str, Any]], key: str, digits: int = 2) -> str:
-    """A markdown table of `key` (mean ± std over seeds), one line per method, one column per level."""
+def markdown_table(rows: list[dict[str, Any]], key: str, digits: int = 2, bold_best: bool = False) -> str:
+    """A markdown table of `key` (mean ± std over seeds), one line per method, one column per level.
+    `bold_best` bolds the highest mean of each column within each latent setting."""
     grouped = {s: by_level for s, by_level in group_rows(rows).items() if s != "dense"}
     levels = sorted({r["target_sparsity"] for r in rows if r["method"] != "dense"})
     seeds = max((len(rs) for by_level in grouped.values() for rs in by_level.values()), default=0)
+    best = _best_means(grouped, key) if bold_best else {}
     lines = ["| method | " + " | ".join(f"ρ={lv:g}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
     for series, by_level in grouped.items():
-        cells = [_cell_text(by_level[lv], key, digits, seeds) if lv in by_level else "–" for lv in levels]
+        cells = []
+        for lv in levels:
+            if lv not in by_level:
+                cells.append("–")
+                continue
+            text = _cell_text(by_level[lv], key, digits, seeds)
+            latent = by_level[lv][0]["latent_prunable"]
+            cells.append(f"**{text}**" if best.get((latent, lv)) == mean_std([r[key] for r in by_level[lv]])[0] else text)
         lines.append(f"| {series} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _best_means(grouped: dict[str, dict[float, list[dict[str, Any]]]], key: str) -> dict[tuple[bool, float], float]:
+    """The highest mean of `key` per (latent setting, level)."""
+    best: dict[tuple[bool, float], float] = {}
+    for by_level in grouped.values():
+        for lv, cell_rows in by_level.items():
+            mean, _ = mean_std([r[key] for r in cell_rows])
+            slot = (cell_rows[0]["latent_prunable"], lv)
+            if mean == mean and mean > best.get(slot, float("-inf")):
+                best[slot] = mean
+    return best
 
 
 def search_table(rows: list[dict[str, Any]]) -> str:

@@ -98,3 +98,18 @@ def test_summary_sums_the_recorded_cell_times() -> None:
     assert "Compute: 1.00 h of cell wall time over 2 cells (1 cell stored before" in page
     assert "| gradient | 0.10 | 0 | 3590.0 | 1/1 |" in page and "| grid | 0.10 | 0 | – | 1/1 |" in page
     assert "Compute:" not in summary_markdown([row("dense", 0.0), row("grid", 0.5)], "t", "")
+
+
+def test_table_command_orders_methods_and_bolds_the_best_per_latent_setting(tmp_path, capsys) -> None:
+    from benchmarks.store import COLUMNS
+
+    rows = [row("dense", 0.0), row("gradient", 0.5, metric=850.0), row("gradient", 0.5, latent_prunable=False, metric=820.0),
+            row("tp-magnitude", 0.5, metric=170.0), row("tp-magnitude", 0.5, latent_prunable=False, metric=830.0),
+            row("tp-magnitude", 0.5, seed=1, metric=190.0)]
+    lines = [",".join(COLUMNS)] + [",".join(str(r.get(c, "")) for c in COLUMNS) for r in rows]
+    (tmp_path / "metrics.csv").write_text("\n".join(lines) + "\n")
+    assert main(["table", str(tmp_path), "--seeds", "0", "--digits", "1", "--bold-best"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2:] == ["| tp-magnitude | 170.0 |", "| tp-magnitude (latent kept) | **830.0** |",
+                         "| gradient | **850.0** |", "| gradient (latent kept) | 820.0 |"]
+    assert main(["table", str(tmp_path), "--key", "nope"]) == 2 and "unknown column 'nope'" in capsys.readouterr().err
