@@ -50,11 +50,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _cell_text(cell_rows: list[dict[str, Any]], key: str, digits: int, seeds: int) -> str:
-    """Mean ± std over the seeds of a cell; one seed shows its value alone, and a cell with fewer seeds
-    than the table's fullest cell says how many it has."""
+    """Mean ± std over the seeds of a cell; one seed shows its value alone, and a cell of several seeds but
+    fewer than the table's fullest cell says how many it has."""
     mean, std = mean_std([r[key] for r in cell_rows])
     text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if len(cell_rows) > 1 else "")
-    if len(cell_rows) < seeds:
+    if 1 < len(cell_rows) < seeds:
         text += f" (n={len(cell_rows)})"
     missed = sum(not r["in_band"] for r in cell_rows)
     return text + (f" ({missed}/{len(cell_rows)} out of band)" if missed else "")
@@ -169,7 +169,7 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str) -> st
     metric = rows[0]["metric_name"]
     parts = [
         f"# {title}", reproduce_line(command), dense_line(rows),
-        f"## {metric} (mean ± std over seeds)", markdown_table(rows, "metric"),
+        f"## {metric} (mean ± std over seeds; a value without ± comes from one seed)", markdown_table(rows, "metric"),
         "## Achieved sparsity", markdown_table(rows, "achieved_sparsity", 3),
         "## Latent stability: linear CKA to the dense latents", markdown_table(rows, "latent_cka", 3),
     ]

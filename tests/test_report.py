@@ -84,10 +84,10 @@ def test_return_band_pools_episodes_of_all_seeds() -> None:
 
 
 def test_summary_cells_say_how_many_seeds_they_average() -> None:
-    rows = [row("dense", 0.0), row("gradient", 0.5, 0, metric=800.0), row("gradient", 0.5, 1, metric=810.0),
-            row("grid", 0.5, 0, metric=700.0)]
+    rows = [row("dense", 0.0)] + [row("gradient", 0.5, s, metric=800.0 + 10 * s) for s in range(3)]
+    rows += [row("grid", 0.5, 0, metric=700.0), row("tp-random", 0.5, 0, metric=50.0), row("tp-random", 0.5, 1, metric=60.0)]
     page = summary_markdown(rows, "t", "")
-    assert "| gradient | 805.00 ± 5.00 |" in page and "| grid | 700.00 (n=1) |" in page
+    assert "| gradient | 810.00 ± 8.16 |" in page and "| grid | 700.00 |" in page and "| tp-random | 55.00 ± 5.00 (n=2) |" in page
     assert "Dense model: return 800.00, 10 parameters" in page
 
 
