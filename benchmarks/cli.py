@@ -19,6 +19,10 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -58,7 +62,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _print_pending(suite, out: Path, fresh: bool) -> int:
+def _print_pending(suite: Suite, out: Path, fresh: bool) -> int:
     """`bench --dry-run`: how many cells are done and which ones a run would compute."""
     from benchmarks.runner import describe_cells, estimate_seconds, pending_cells
 
