@@ -51,22 +51,23 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
     overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers}
     suite = load_suite(ns.suite, **overrides)
+    full_suite = load_suite(ns.suite) if ns.methods else None  # fingerprints the stored cells of the other methods
     if ns.dry_run:
-        return _print_pending(suite, ns.out, ns.fresh)
+        return _print_pending(suite, ns.out, ns.fresh, full_suite)
     executor = make_executor(ns.executor, ns.address)  # fails (e.g. Ray missing) before any result is touched
     suite = dataclasses.replace(suite, plugins=tuple(dict.fromkeys([*ns.plugin, *suite.plugins])))  # for the workers
     command = _reproduce_command(ns)
     store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet, on_cell=_print_row if ns.verbose else None,
-                      executor=executor, command=command)
+                      executor=executor, command=command, full_suite=full_suite)
     _finish(store.root, command, quiet=ns.quiet)
     return 0
 
 
-def _print_pending(suite: Suite, out: Path, fresh: bool) -> int:
+def _print_pending(suite: Suite, out: Path, fresh: bool, full_suite: Suite | None) -> int:
     """`bench --dry-run`: how many cells are done and which ones a run would compute."""
     from benchmarks.runner import describe_cells, estimate_seconds, pending_cells
 
-    cells, todo, done = pending_cells(suite, out)
+    cells, todo, done = pending_cells(suite, out, full_suite)
     todo = cells if fresh else todo
     print(f"{suite.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run"
           + (" (--fresh discards the done ones)" if fresh and cells else ""))

@@ -160,20 +160,22 @@ def _execute(suite: Suite, todo: list[Cell], workers: int,
     yield from (executor or LocalExecutor()).run(suite, todo, workers)
 
 
-def open_store(suite: Suite, root: Path = RESULTS_ROOT) -> ResultStore:
+def open_store(suite: Suite, root: Path = RESULTS_ROOT, full_suite: Suite | None = None) -> ResultStore:
     """The results store of `suite` under `root`, fingerprinting cells with its use case; fails early (missing
-    or corrupt checkpoint) before any result is touched."""
+    or corrupt checkpoint) before any result is touched. When `suite` is a subset of `full_suite` (fewer
+    methods, hence fewer method options), the full suite fingerprints the stored cells of the other methods."""
     import_plugins(suite.plugins)
     usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
     usecase.load()
-    return ResultStore(root / suite.name, cell_fingerprinter(suite, usecase),
+    return ResultStore(root / suite.name, cell_fingerprinter(full_suite or suite, usecase),
                        context=fingerprint(_shared_settings(suite, usecase)))
 
 
-def pending_cells(suite: Suite, root: Path = RESULTS_ROOT) -> tuple[list[Cell], list[Cell], list[dict[str, Any]]]:
+def pending_cells(suite: Suite, root: Path = RESULTS_ROOT,
+                  full_suite: Suite | None = None) -> tuple[list[Cell], list[Cell], list[dict[str, Any]]]:
     """(every cell of `suite`, the cells a run would compute, the stored rows of the others); reads the store,
     writes nothing."""
-    cells, store = suite_cells(suite), open_store(suite, root)
+    cells, store = suite_cells(suite), open_store(suite, root, full_suite)
     todo = store.missing(cells)
     return cells, todo, store.rows(cells)
 
@@ -217,13 +219,14 @@ def describe_cells(cells: list[Cell]) -> list[str]:
 
 def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, workers: int | None = None,
               quiet: bool = False, on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
-              executor: Executor | None = None, command: str = "") -> ResultStore:
+              executor: Executor | None = None, command: str = "", full_suite: Suite | None = None) -> ResultStore:
     """Run every missing cell of `suite` on `executor` (default: local), store each as it finishes, rebuild metrics.csv.
 
     `on_cell(cell, row)` is called after each finished cell is stored (e.g. to print its row).
-    `command` is the shell command that reproduces this run; run.json keeps it for the report.
+    `command` is the shell command that reproduces this run; run.json keeps it for the report. `full_suite`
+    is the suite `suite` was cut from (`--methods`, ...): metrics.csv lists the still-current cells of it too.
     """
-    store = open_store(suite, root)
+    store = open_store(suite, root, full_suite)
     if fresh:
         store.clear()
     store.sweep_temporaries()
@@ -231,6 +234,10 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
     todo = store.missing(cells)
     if not quiet:
         print(f"{suite!r}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
+        stale = store.stale()
+        if stale:
+            print(f"{stale} stored cell(s) were made under other settings or an older method version: "
+                  "metrics.csv leaves them out until a run recomputes them")
     started = time.perf_counter()
     with tqdm(total=len(todo), desc=suite.name, unit="cell", disable=quiet) as bar:
         for cell, row, extra in _execute(suite, todo, workers or suite.workers, executor):

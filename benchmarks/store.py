@@ -119,7 +119,8 @@ class ResultStore:
 
     def other_rows(self, cells: Iterable[Cell]) -> list[dict[str, Any]]:
         """Rows of stored cells outside `cells` (earlier runs of other subsets of the suite) made under the
-        same shared settings (files from before contexts were recorded count as the same), in a stable order."""
+        same shared settings (files from before contexts were recorded count as the same) and still current
+        (their fingerprint matches: e.g. not made by an older version of their method), in a stable order."""
         asked = {self.path(c).name for c in cells}
         rows = []
         for path in self.cells_dir.glob("*.json"):
@@ -129,9 +130,26 @@ class ResultStore:
                 blob = json.loads(path.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
-            if blob.get("context", self.context) == self.context:
+            if blob.get("context", self.context) == self.context and self._current(blob):
                 rows.append(blob["row"])
         return sorted(rows, key=lambda r: (r["method"], not r["latent_prunable"], r["target_sparsity"], r["seed"]))
+
+    def _current(self, blob: dict[str, Any]) -> bool:
+        row = blob["row"]
+        cell = Cell(row["model"], row["method"], row["latent_prunable"], row["target_sparsity"], row["seed"])
+        return blob.get("fingerprint") == self.fingerprint(cell)
+
+    def stale(self) -> int:
+        """How many stored cells were made under other settings or code versions (rerunning recomputes them)."""
+        count = 0
+        for path in self.cells_dir.glob("*.json"):
+            try:
+                blob = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                count += 1
+                continue
+            count += blob.get("context", self.context) != self.context or not self._current(blob)
+        return count
 
     def write_csv(self, cells: Iterable[Cell]) -> Path:
         """Rebuild metrics.csv atomically: the finished `cells`, then the other stored cells of the suite."""

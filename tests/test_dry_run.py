@@ -33,3 +33,17 @@ def test_estimate_uses_the_mean_cell_time_of_each_method_and_latent_setting() ->
              {"method": "gradient", "latent_prunable": True, "cell_seconds": float("nan")}]
     todo = [Cell("m", "grid", True, 0.5, 1), Cell("m", "grid", False, 0.5, 1), Cell("m", "gradient", True, 0.5, 1)]
     assert estimate_seconds(todo, done) == (250.0, ["gradient"])
+
+
+def test_a_methods_subset_run_keeps_the_rows_of_methods_with_options(tmp_path, capsys, pendulum) -> None:
+    from benchmarks.store import read_csv
+
+    toml = tmp_path / "opts.toml"
+    toml.write_text('name = "opts"\nmodel = "pendulum-mlp"\nmethods = ["tp-magnitude", "grid"]\nsparsities = [0.3]\n'
+                    'seeds = [0]\n[method_options.grid]\nbudget = 4\n')
+    out = tmp_path / "out"
+    assert main(["bench", "--suite", str(toml), "--out", str(out), "--quiet"]) == 0
+    assert main(["bench", "--suite", str(toml), "--out", str(out), "--quiet", "--methods", "tp-magnitude"]) == 0
+    assert [r["method"] for r in read_csv(out / "opts" / "metrics.csv")] == ["dense", "tp-magnitude", "grid"]
+    assert main(["bench", "--suite", str(toml), "--out", str(out), "--dry-run", "--methods", "grid"]) == 0
+    assert capsys.readouterr().out.startswith("opts: 2 cells, 2 done, 0 to run")

@@ -72,3 +72,16 @@ def test_bumping_a_code_version_stales_only_that_methods_cells() -> None:
     after = [cell_fingerprinter(suite, usecase)(cell) for cell in (gradient, baseline)]
     assert after[0] != before[0]
     assert after[1] == before[1]
+
+
+def test_a_subset_run_leaves_out_other_cells_made_by_an_older_method_version(tmp_path) -> None:
+    old = ResultStore(tmp_path, lambda c: f"{c.method}-v1", context="suite")
+    for cell in CELLS:
+        old.put(cell, _row(cell, 1.0))
+    baseline = Cell("ae", "tp-magnitude", True, 0.1, 0)
+    old.put(baseline, _row(baseline, 2.0))
+    new = ResultStore(tmp_path, lambda c: f"{c.method}-v2" if c.method == "gradient" else f"{c.method}-v1", context="suite")
+    new.put(CELLS[0], _row(CELLS[0], 3.0))  # e.g. `ctrlprune bench --methods gradient --sparsities 0.1 --seeds 0`
+    rows = read_csv(new.write_csv(CELLS[:1]))
+    assert [(r["method"], r["metric"]) for r in rows] == [("gradient", 3.0), ("tp-magnitude", 2.0)]
+    assert new.stale() == 3 and new.missing(CELLS) == CELLS[1:]
