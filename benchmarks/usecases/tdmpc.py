@@ -85,15 +85,15 @@ class TDMPCUseCase(UseCase):
     candidate, default 2), `calib_episodes` (dense episodes whose states feed the surrogate, default 2),
     `states` (visited states per surrogate batch, default 64), `candidates` (action sequences per state,
     default 16), `noise` (largest std of the candidates' noise around the planner's actions, default the
-    planner's first-iteration std 2), `pi_weight` (weight of the policy term, default 1), `twin_weight`
+    planner's first-iteration std 2), `pi_weight` (weight of the policy term, default 0.1), `twin_weight`
     (weight of the twin-gap term, default 1), `reward_weight` (weight of the predicted-reward term in its
     own units, default 0: off).
     """
 
     metric_name = "return"
     latent_layer = "encoder.2"
-    code_versions = {"gradient": "2"}
-    """2: candidates out to the planner's first-iteration std (was 1)."""
+    code_versions = {"gradient": "3"}
+    """2: candidates out to the planner's first-iteration std (was 1). 3: policy term weighted 0.1 (was 1)."""
     method_defaults = {
         # The surrogate distils the dense agent, so its gradient vanishes at the dense model: Taylor ranking
         # is undefined there and channels are ranked by magnitude.
@@ -108,7 +108,7 @@ class TDMPCUseCase(UseCase):
     }
 
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
-                 calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 1.0,
+                 calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 0.1,
                  twin_weight: float = 1.0, reward_weight: float = 0.0, noise: float = INITIAL_STD) -> None:
         super().__init__(checkpoint or str(default_checkpoint(task)))
         self.task, self.name = task, f"tdmpc-{task}"
