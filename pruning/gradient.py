@@ -49,6 +49,9 @@ class GradientConfig:
     saved); the best held-out iterate of all starts wins."""
     greedy_chunks: int = 8
     """The 'greedy' start removes 1/greedy_chunks of a group's width per move."""
+    probe_steps: int = 0
+    """With several starts: run each for this many steps, then only the one with the best held-out iterate
+    for the rest of the schedule (0: every start runs all `steps`)."""
 
     def __post_init__(self) -> None:
         self.starts = tuple(self.starts)
@@ -59,6 +62,8 @@ class GradientConfig:
             raise ValueError(f"select must be 'heldout' or 'last', got {self.select!r}")
         if self.steps < 1 or self.eval_every < 1 or self.greedy_chunks < 1:
             raise ValueError("steps, eval_every and greedy_chunks must be >= 1")
+        if self.probe_steps < 0:
+            raise ValueError(f"probe_steps must be >= 0, got {self.probe_steps}")
 
 
 STARTS = ("uniform", "keep-inter", "greedy")
@@ -163,6 +168,9 @@ class _Tracker:
     def __init__(self, ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig) -> None:
         self.ctx, self.masks, self.cfg = ctx, masks, cfg
         self.best: tuple[float, dict[str, int]] | None = None
+        self.best_start = ""
+        self.start = ""
+        self.start_best: dict[str, float] = {}
         self.last: dict[str, int] = {}
         self.scored: dict[tuple, float] = {}
 
@@ -178,8 +186,9 @@ class _Tracker:
         self.last = fix_up(self.ctx, self.masks, kept_widths(coeffs, self.ctx.groups))
         if self.cfg.select == "heldout" and self.ctx.acceptable(self.ctx.hard_sparsity(self.last)):
             score = self.heldout(self.last)
+            self.start_best[self.start] = min(score, self.start_best.get(self.start, float("inf")))
             if self.best is None or score < self.best[0]:
-                self.best = (score, self.last)
+                self.best, self.best_start = (score, self.last), self.start
 
     def choice(self) -> dict[str, int]:
         return self.best[1] if self.best is not None else self.last
@@ -191,18 +200,48 @@ def _penalty(rho: torch.Tensor, ctx: SearchContext, cfg: GradientConfig, multipl
     return cfg.penalty / 2 * torch.clamp(violation + multiplier / cfg.penalty, min=0) ** 2
 
 
-def _optimise(ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig, tracker: _Tracker) -> dict:
-    surrogate = ctx.problem.surrogate
-    optimizer = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
-    with torch.no_grad():
-        scale = max(float(surrogate(masks.model, 0)), 1e-12)
-    multiplier, task = 0.0, torch.tensor(0.0)
-    tracker.observe()  # the uniform start competes too
-    for step in range(cfg.steps):
+class _Descent:
+    """One start's Adam descent on the coefficients, resumable: between calls of `run` its coefficients and
+    optimiser state are kept apart from the masks, which all starts share."""
+
+    def __init__(self, ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig, tracker: _Tracker,
+                 name: str, start: dict[str, float], seed: int) -> None:
+        self.ctx, self.masks, self.cfg, self.tracker = ctx, masks, cfg, tracker
+        self.name, self.start, self.seed = name, start, seed
+        self.coeffs = dict(start)
+        self.optimizer_state: dict | None = None
+        self.step, self.multiplier, self.scale, self.task = 0, 0.0, 1.0, 0.0
+
+    def run(self, until: int) -> None:
+        """Continue the annealing schedule of `cfg.steps` steps up to step `until`."""
+        masks, cfg, tracker = self.masks, self.cfg, self.tracker
+        tracker.start = self.name
+        with torch.no_grad():
+            for label, value in self.coeffs.items():
+                masks.c[label].fill_(value)
+        optimizer = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
+        if self.optimizer_state is None:
+            torch.manual_seed(self.seed)
+            with torch.no_grad():
+                self.scale = max(float(self.ctx.problem.surrogate(masks.model, 0)), 1e-12)
+            tracker.observe()  # the start itself competes too
+        else:
+            optimizer.load_state_dict(self.optimizer_state)
+        for step in range(self.step, until):
+            self._step(optimizer, step)
+            if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
+                tracker.observe()
+        self.step = max(self.step, until)
+        self.coeffs = {label: float(c.detach()) for label, c in masks.c.items()}
+        self.optimizer_state = optimizer.state_dict()
+
+    def _step(self, optimizer: torch.optim.Optimizer, step: int) -> None:
+        """One Adam step on surrogate / scale + band penalty at the annealed temperature of `step`."""
+        ctx, masks, cfg = self.ctx, self.masks, self.cfg
         masks.temperature = cfg.t_start * (cfg.t_end / cfg.t_start) ** (step / max(cfg.steps - 1, 1))
-        task = surrogate(masks.model, step) / scale
+        task = ctx.problem.surrogate(masks.model, step) / self.scale
         rho = ctx.params.sparsity(masks.expected_widths())
-        loss = task + _penalty(rho, ctx, cfg, multiplier)
+        loss = task + _penalty(rho, ctx, cfg, self.multiplier)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -210,10 +249,12 @@ def _optimise(ctx: SearchContext, masks: SoftMasks, cfg: GradientConfig, tracker
             for c in masks.parameters():
                 c.clamp_(0.0, ctx.problem.c_max)
         violation = abs(float(rho.detach()) - ctx.aim) - cfg.band_margin * ctx.half_width
-        multiplier = max(0.0, multiplier + cfg.penalty * violation)
-        if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
-            tracker.observe()
-    return {"surrogate_scale": scale, "final_task_loss": float(task.detach()), "multiplier": multiplier}
+        self.multiplier = max(0.0, self.multiplier + cfg.penalty * violation)
+        self.task = float(task.detach())
+
+    def summary(self) -> dict:
+        return {"start": self.start, "steps": self.step, "surrogate_scale": self.scale,
+                "final_task_loss": self.task, "multiplier": self.multiplier}
 
 
 @register_method("gradient")
@@ -230,19 +271,22 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
     model = copy.deepcopy(problem.model).requires_grad_(False)
     masks = SoftMasks(model, ctx.groups, order, temperature=cfg.t_start, straight_through=cfg.straight_through)
     tracker = _Tracker(ctx, masks, cfg)
-    runs = {}
     with torch.random.fork_rng(devices=[]), masks:
+        descents = []
         for name in cfg.starts:
             coeffs = start_coefficients(ctx, name, masks, cfg.greedy_chunks)
-            if coeffs is None:
-                continue
-            torch.manual_seed(seed)
-            with torch.no_grad():
-                for label, value in coeffs.items():
-                    masks.c[label].fill_(value)
-            runs[name] = {"start": coeffs, **_optimise(ctx, masks, cfg, tracker)}
+            if coeffs is not None:
+                descents.append(_Descent(ctx, masks, cfg, tracker, name, coeffs, seed))
+        probe = cfg.probe_steps if 0 < cfg.probe_steps < cfg.steps and len(descents) > 1 else cfg.steps
+        for descent in descents:
+            descent.run(probe)
+        if probe < cfg.steps:
+            leader = min(descents, key=lambda d: tracker.start_best.get(d.name, float("inf")))
+            leader.run(cfg.steps)
         widths = tracker.choice()
     pruned, history = harden_widths(problem, ctx.groups, order, widths)
-    info = {"starts_run": runs, "heldout_best": tracker.best[0] if tracker.best else None, **asdict(cfg)}
+    info = {"starts_run": {d.name: d.summary() for d in descents},
+            "heldout_best": tracker.best[0] if tracker.best else None, "best_start": tracker.best_start,
+            "start_heldout": [[name, score] for name, score in tracker.start_best.items()], **asdict(cfg)}
     return finish(ctx, "gradient", pruned, measured_widths(pruned, ctx.groups),
                   coefficients_for(widths, ctx.groups), history=history, info=info)

@@ -137,3 +137,16 @@ def test_greedy_start_removes_dead_channels_first_and_competes(trained_problem):
     assert result.info["heldout_best"] == pytest.approx(0.0, abs=1e-10)
     with pytest.raises(ValueError, match="pass masks"):
         start_coefficients(ctx, "greedy")
+
+
+def test_probe_runs_every_start_briefly_and_only_the_leader_to_the_end(trained_problem):
+    result = get_method("gradient")(trained_problem, 0.5, steps=40, probe_steps=10, starts=["uniform", "keep-inter"])
+    steps = {name: run["steps"] for name, run in result.info["starts_run"].items()}
+    leader = min(result.info["start_heldout"], key=lambda pair: pair[1])[0]
+    assert steps == {name: (40 if name == leader else 10) for name in ("uniform", "keep-inter")}
+    assert result.in_band and result.info["best_start"] in steps
+    full = get_method("gradient")(trained_problem, 0.5, steps=40, starts=["uniform", "keep-inter"])
+    assert set(full.info["starts_run"]) == {"uniform", "keep-inter"}
+    assert all(run["steps"] == 40 for run in full.info["starts_run"].values())
+    with pytest.raises(ValueError, match="probe_steps"):
+        GradientConfig(probe_steps=-1)

@@ -116,3 +116,25 @@ def test_prune_and_evaluate_a_tdmpc_agent_through_the_cli(tiny_usecase, tmp_path
     scored = subprocess.run([*cli, "eval", str(out)], capture_output=True, text=True, timeout=600)
     assert scored.returncode == 0, scored.stderr
     assert "return:" in scored.stdout and "tp-magnitude" in scored.stdout
+
+
+def test_choice_term_sees_a_changed_ranking_but_not_a_shift(tmp_path):
+    torch.manual_seed(0)
+    agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
+    agent.step = 10_000
+    with torch.no_grad():
+        agent.model.reward[-1].weight.normal_()  # heads start at zero: give the rewards some spread
+    save_agent(tmp_path / "agent.pt", agent, "cartpole-swingup")
+    shifted, flipped = copy.deepcopy(agent.model), copy.deepcopy(agent.model)
+    with torch.no_grad():
+        shifted.reward[-1].bias.add_(3.0)  # every sequence of a state gains the same value: same planner weights
+        flipped.reward[-1].weight.neg_()  # the planner would prefer other sequences
+    scores = {}
+    for choice_weight in (0.0, 1.0):
+        usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1, states=8,
+                              candidates=4, choice_weight=choice_weight)
+        surrogate = usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate
+        with torch.no_grad():
+            scores[choice_weight] = (float(surrogate(shifted, 0)), float(surrogate(flipped, 0)))
+    assert scores[0.0][0] == pytest.approx(0.0, abs=1e-6) and scores[1.0][0] == pytest.approx(0.0, abs=1e-6)
+    assert scores[1.0][1] > scores[0.0][1] + 1e-4
