@@ -11,6 +11,7 @@
     ctrlprune table results/ae --seeds 0 --bold-best       one column of metrics.csv as a markdown table
     ctrlprune prune --model ae --method gradient --sparsity 0.5 --out p.pt   prune once, save safely
     ctrlprune eval p.pt                                    load a saved pruned model and score it
+    ctrlprune ablate results/ae --method gradient --sparsity 0.5   a solution with each component restored
 """
 from __future__ import annotations
 
@@ -224,6 +225,35 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(ns: argparse.Namespace) -> int:
+    import json
+
+    from benchmarks.ablation import ablate, ablation_table, check_width_method, method_importance, stored_cell
+    from benchmarks.store import write_atomic
+    from benchmarks.usecases import get_usecase
+
+    options: dict = {}
+    if ns.dir is not None:
+        if ns.sparsity is None or ns.widths:
+            raise ValueError("with DIR, give --sparsity (and --method, --seed, --keep-latent) instead of --widths")
+        model, widths = stored_cell(ns.dir, ns.method, ns.sparsity, ns.seed, not ns.keep_latent)
+        info = ns.dir / "run.json"
+        options = json.loads(info.read_text()).get("suite", {}).get("model_options", {}) if info.is_file() else {}
+    elif ns.model and ns.widths:
+        check_width_method(ns.method)
+        model, widths = ns.model, ns.widths
+    else:
+        raise ValueError("give a results folder DIR with --sparsity, or --model with --widths")
+    usecase = get_usecase(model, ns.checkpoint or "", **options)
+    rows = ablate(usecase, widths, ns.seed, not ns.keep_latent, method_importance(usecase, ns.method))
+    table = ablation_table(rows, usecase.metric_name)
+    print(table, end="")
+    if ns.out:
+        write_atomic(ns.out, table)
+        print(f"written: {ns.out}")
+    return 0
+
+
 def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
     if ns.what == "ae":
         from agents.autoencoder import main as train_ae
@@ -325,6 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="load a pruned model saved by `prune` and score it")
     evaluate.add_argument("file", type=Path, help="a file written by `ctrlprune prune`")
     evaluate.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+
+    ablate = sub.add_parser("ablate", help="score a grid/gradient solution with one component at a time restored")
+    ablate.add_argument("dir", nargs="?", type=Path, help="a suite's results folder: the cell's widths come from its metrics.csv")
+    ablate.add_argument("--method", default="gradient", help="gradient (default), grid or grid-group")
+    ablate.add_argument("--sparsity", type=float, help="target sparsity of the cell (with DIR)")
+    ablate.add_argument("--seed", type=int, default=0, help="cell seed: ranking, surrogate data, evaluation (default 0)")
+    ablate.add_argument("--keep-latent", action="store_true", help="the cell with the latent width kept")
+    ablate.add_argument("--model", help="use case (with --widths, instead of DIR)")
+    ablate.add_argument("--widths", help="kept widths 'group:width;...', as in the widths column of metrics.csv")
+    ablate.add_argument("--checkpoint", help="dense checkpoint (default: the shipped one)")
+    ablate.add_argument("--out", type=Path, help="also write the table to this markdown file")
     return parser
 
 
@@ -343,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)  # small networks: one thread is fastest, and never oversubscribes a shared core
     handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary,
-                "report": cmd_report, "table": cmd_table, "prune": cmd_prune, "eval": cmd_eval}
+                "report": cmd_report, "table": cmd_table, "prune": cmd_prune, "eval": cmd_eval, "ablate": cmd_ablate}
     try:
         import_plugins(ns.plugin)
         code = cmd_train(ns, rest) if ns.command == "train" else handlers[ns.command](ns)

@@ -1,0 +1,120 @@
+"""Component ablation of a pruned solution: its task metric with one component at a time restored to full width.
+
+A search trades width between components; this shows what each cut costs. The model is rebuilt from the
+stored widths and the within-group ranking that grid and gradient share, so the variants differ from the
+solution only in the restored component.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from benchmarks.store import read_csv
+from benchmarks.usecases import UseCase
+from pruning import GradientConfig, GridConfig, Group, ParamModel, build_groups, harden_widths, ranking
+
+WIDTH_METHODS = ("gradient", "grid", "grid-group")
+"""Methods whose pruned model is the dense model cut to its widths along the shared ranking."""
+
+
+@dataclass
+class Variant:
+    """One row of an ablation: a width configuration and what it scores."""
+
+    name: str
+    widths: dict[str, int]
+    sparsity: float
+    metric: float
+    spread: float
+    surrogate: float | None
+
+    def __repr__(self) -> str:
+        return f"Variant({self.name!r}, sparsity={self.sparsity:.3f}, metric={self.metric:.2f} ± {self.spread:.2f})"
+
+
+def parse_widths(text: str, groups: list[Group]) -> dict[str, int]:
+    """`"encoder.0:182;encoder.2:50;..."` (the `widths` column of metrics.csv) as {group: kept width}."""
+    known = {g.label: g.width for g in groups}
+    widths: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        label, _, value = part.partition(":")
+        if label not in known:
+            raise ValueError(f"unknown group {label!r} in --widths; groups: {', '.join(known)}")
+        if not value.isdigit() or not 1 <= int(value) <= known[label]:
+            raise ValueError(f"width of {label!r} must be an integer in [1, {known[label]}], got {value!r}")
+        widths[label] = int(value)
+    return {label: widths.get(label, width) for label, width in known.items()}
+
+
+def stored_cell(result_dir: Path, method: str, sparsity: float, seed: int, latent_prunable: bool) -> tuple[str, str]:
+    """(model, widths) of one cell of `result_dir/metrics.csv`."""
+    check_width_method(method)
+    if not (result_dir / "metrics.csv").is_file():
+        raise FileNotFoundError(f"no {result_dir / 'metrics.csv'}; run the suite first (ctrlprune bench --suite ...)")
+    rows = [r for r in read_csv(result_dir / "metrics.csv") if r["method"] == method and r["seed"] == seed
+            and r["latent_prunable"] == latent_prunable and abs(r["target_sparsity"] - sparsity) < 1e-9]
+    if not rows:
+        raise ValueError(f"no {method} cell at sparsity {sparsity}, seed {seed}, latent prunable {latent_prunable} "
+                         f"in {result_dir / 'metrics.csv'}")
+    return str(rows[0]["model"]), str(rows[0]["widths"])
+
+
+def check_width_method(method: str) -> None:
+    if method not in WIDTH_METHODS:
+        raise ValueError(f"ablate rebuilds models from widths and the shared ranking of {', '.join(WIDTH_METHODS)}; "
+                         f"{method!r} chooses its channels its own way")
+
+
+def method_importance(usecase: UseCase, method: str) -> str:
+    """The within-group ranking `method` uses on this use case (its options, else the method's default)."""
+    default = (GradientConfig if method == "gradient" else GridConfig).importance
+    return str(usecase.method_options(method).get("importance", default))
+
+
+def component_variants(groups: list[Group], widths: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    """The solution, then one variant per component with its intra-component groups whole, then one with the
+    inter-component (latent) groups whole; variants equal to the solution are left out."""
+    full = {g.label: g.width for g in groups}
+    variants = {"as found": dict(widths)}
+    components = list(dict.fromkeys(c for g in groups if g.kind == "intra" for c in g.components))
+    selections = [(f"+{c}", [g for g in groups if g.kind == "intra" and c in g.components]) for c in components]
+    selections.append(("+latent", [g for g in groups if g.kind == "inter"]))
+    for name, restored in selections:
+        variant = {**widths, **{g.label: full[g.label] for g in restored}}
+        if variant != dict(widths):
+            variants[name] = variant
+    return variants
+
+
+def ablate(usecase: UseCase, widths_text: str, seed: int, latent_prunable: bool, importance: str) -> list[Variant]:
+    """Score the solution `widths_text` and its component variants with the use case's task metric."""
+    dense = usecase.load()
+    problem = usecase.problem(dense, seed, latent_prunable)
+    groups = build_groups(problem)
+    params = ParamModel(problem.model, groups)
+    order = ranking(problem, groups, importance, seed)
+    rows = []
+    for name, widths in component_variants(groups, parse_widths(widths_text, groups)).items():
+        model, _ = harden_widths(problem, groups, order, widths)
+        model.eval()
+        surrogate = None
+        if problem.surrogate is not None:
+            with torch.no_grad():
+                surrogate = float(problem.surrogate(model, -1))
+        torch.manual_seed(seed)
+        metric, spread = usecase.evaluate(model, seed)
+        rows.append(Variant(name, widths, 1.0 - params.hard_params(widths) / params.dense, metric, spread, surrogate))
+    return rows
+
+
+def ablation_table(rows: list[Variant], metric_name: str) -> str:
+    """Markdown: one row per variant with sparsity, metric and the surrogate on held-out data."""
+    lines = [f"| variant | sparsity | {metric_name} | surrogate (held-out) | widths |", "|---|---|---|---|---|"]
+    for r in rows:
+        surrogate = "" if r.surrogate is None else f"{r.surrogate:.4f}"
+        widths = " ".join(f"{k}:{v}" for k, v in r.widths.items())
+        lines.append(f"| {r.name} | {r.sparsity:.3f} | {r.metric:.2f} ± {r.spread:.2f} | {surrogate} | {widths} |")
+    return "\n".join(lines) + "\n"
