@@ -225,6 +225,22 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _model_options(pairs: list[str]) -> dict:
+    """KEY=VALUE use-case options; values are read as TOML (numbers, booleans, quoted strings)."""
+    import tomllib
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"--model-option {pair!r}: {value!r} is not a TOML value ({err})") from None
+    return options
+
+
 def cmd_ablate(ns: argparse.Namespace) -> int:
     import json
 
@@ -244,6 +260,7 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
         model, widths = ns.model, ns.widths
     else:
         raise ValueError("give a results folder DIR with --sparsity, or --model with --widths")
+    options.update(_model_options(ns.model_option))
     usecase = get_usecase(model, ns.checkpoint or "", **options)
     rows = ablate(usecase, widths, ns.seed, not ns.keep_latent, method_importance(usecase, ns.method))
     table = ablation_table(rows, usecase.metric_name)
@@ -365,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--model", help="use case (with --widths, instead of DIR)")
     ablate.add_argument("--widths", help="kept widths 'group:width;...', as in the widths column of metrics.csv")
     ablate.add_argument("--checkpoint", help="dense checkpoint (default: the shipped one)")
+    ablate.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a use-case option (as in a suite's model_options), e.g. choice_weight=0; repeatable")
     ablate.add_argument("--out", type=Path, help="also write the table to this markdown file")
     return parser
 

@@ -118,3 +118,17 @@ def test_eval_of_a_missing_file_and_an_unknown_command(tmp_path) -> None:
     _assert_refused(["frobnicate"], tmp_path)
     _assert_refused(["--plugin", "no_such_module_here", "list"], tmp_path)
     _assert_refused(["report", str(tmp_path / "no-results")], tmp_path)
+
+
+def test_unknown_model_options_are_refused_with_the_valid_ones(tmp_path) -> None:
+    suite = tmp_path / "bad.toml"
+    suite.write_text('name = "bad"\nmodel = "ae"\nmethods = ["tp-magnitude"]\nsparsities = [0.2]\nseeds = [0]\n'
+                     'model_options = { calib_images = 512, bogus = 1 }\n')
+    out = tmp_path / "out"
+    code, err = _run(["bench", "--suite", str(suite), "--out", str(out)])
+    assert code == 2 and "unknown option(s) ['bogus'] of model 'ae'" in err and "calib_images" in err
+    assert not out.exists()
+    code, err = _run(["ablate", "--model", "ae", "--widths", "encoder.0:100", "--model-option", "bogus=1"])
+    assert code == 2 and "unknown option(s) ['bogus']" in err
+    code, err = _run(["ablate", "--model", "ae", "--widths", "encoder.0:100", "--model-option", "calib_images"])
+    assert code == 2 and "KEY=VALUE" in err

@@ -1,6 +1,7 @@
 """What the sweep needs from a use case (a trained model plus its task), and the registry of use cases."""
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
@@ -98,8 +99,19 @@ def is_known_usecase(name: str) -> bool:
 def get_usecase(name: str, checkpoint: str = "", **options: Any) -> UseCase:
     """Build the use case `name`, with a clear error listing the valid ones."""
     if name in _REGISTRY:
-        return _REGISTRY[name](checkpoint=checkpoint, **options)
+        return _build(name, _REGISTRY[name], checkpoint=checkpoint, **options)
     for prefix, factory in _PREFIXES.items():
         if name.startswith(f"{prefix}-"):
-            return factory(task=name[len(prefix) + 1:], checkpoint=checkpoint, **options)
+            return _build(name, factory, task=name[len(prefix) + 1:], checkpoint=checkpoint, **options)
     raise ValueError(f"unknown model {name!r}; valid models: {list_usecases()}")
+
+
+def _build(name: str, factory: Callable[..., UseCase], **kwargs: Any) -> UseCase:
+    """factory(**kwargs), refusing options the factory does not take with a list of those it does."""
+    accepted = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            valid = sorted(set(accepted) - {"self", "task", "checkpoint"})
+            raise ValueError(f"unknown option(s) {unknown} of model {name!r}; its options: {valid}")
+    return factory(**kwargs)
