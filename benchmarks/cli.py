@@ -12,6 +12,7 @@
     ctrlprune prune --model ae --method gradient --sparsity 0.5 --out p.pt   prune once, save safely
     ctrlprune eval p.pt                                    load a saved pruned model and score it
     ctrlprune ablate results/ae --method gradient --sparsity 0.5   a solution with each component restored
+    ctrlprune targets results/tdmpc-cartpole-swingup ...   the TD-MPC pruning targets and their verdicts
 """
 from __future__ import annotations
 
@@ -271,6 +272,18 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_targets(ns: argparse.Namespace) -> int:
+    from benchmarks.store import write_atomic
+    from benchmarks.targets import targets_markdown
+
+    text = targets_markdown(ns.dirs)
+    print(text, end="")
+    if ns.out:
+        write_atomic(ns.out, text)
+        print(f"written: {ns.out}")
+    return 0
+
+
 def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
     if ns.what == "ae":
         from agents.autoencoder import main as train_ae
@@ -385,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a use-case option (as in a suite's model_options), e.g. choice_weight=0; repeatable")
     ablate.add_argument("--out", type=Path, help="also write the table to this markdown file")
+
+    targets = sub.add_parser("targets", help="judge the TD-MPC pruning targets from suites' metrics.csv")
+    targets.add_argument("dirs", nargs="+", type=Path, help="results folders, e.g. results/tdmpc-cartpole-swingup")
+    targets.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     return parser
 
 
@@ -403,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)  # small networks: one thread is fastest, and never oversubscribes a shared core
     handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary,
-                "report": cmd_report, "table": cmd_table, "prune": cmd_prune, "eval": cmd_eval, "ablate": cmd_ablate}
+                "report": cmd_report, "table": cmd_table, "prune": cmd_prune, "eval": cmd_eval, "ablate": cmd_ablate,
+                "targets": cmd_targets}
     try:
         import_plugins(ns.plugin)
         code = cmd_train(ns, rest) if ns.command == "train" else handlers[ns.command](ns)

@@ -1,0 +1,46 @@
+"""The TD-MPC pruning targets judged from metrics rows."""
+from benchmarks.targets import judge
+
+LEVELS = [round(0.1 * i, 1) for i in range(1, 10)]
+
+
+def rows(gradient: dict[float, float], baseline: float, seeds=(0, 1, 2), grid_seconds=500.0) -> list[dict]:
+    out = [{"method": "dense", "latent_prunable": True, "target_sparsity": 0.0, "seed": s, "metric": 100.0,
+            "search_seconds": 0.0} for s in seeds]
+    for latent in (True, False):
+        for level in LEVELS:
+            for s in seeds:
+                out.append({"method": "gradient", "latent_prunable": latent, "target_sparsity": level, "seed": s,
+                            "metric": gradient.get(level, 99.0) + s, "search_seconds": 60.0})
+                out.append({"method": "tp-magnitude", "latent_prunable": latent, "target_sparsity": level, "seed": s,
+                            "metric": baseline, "search_seconds": 0.1})
+                out.append({"method": "grid", "latent_prunable": latent, "target_sparsity": level, "seed": s,
+                            "metric": 90.0, "search_seconds": grid_seconds})
+    return out
+
+
+def verdicts(table: list[tuple[str, str, str]]) -> list[str]:
+    return [verdict for _, _, verdict in table]
+
+
+def test_every_target_met():
+    table = judge(rows({}, baseline=50.0))
+    assert verdicts(table) == ["met"] * len(table) and len(table) == 7
+
+
+def test_misses_are_named_with_their_figures():
+    table = dict((target, (measured, verdict)) for target, measured, verdict in
+                 judge(rows({0.4: 90.0, 0.8: 10.0}, baseline=40.0, grid_seconds=200.0)))
+    keep = table["gradient ≥ 95% of dense (100.0) up to ρ 0.5, latent prunable"]
+    assert keep[1] == "**missed**" and "0.4: 91.0 %" in keep[0] and "lowest at ρ 0.4" in keep[0]
+    above = table["gradient ≥ every baseline at every level, latent kept"]
+    assert above == ("tp-magnitude at ρ 0.8 (40.0 > 11.0)", "**missed**")
+    assert table["gradient search time ≤ 0.2 × grid's, latent prunable"][1] == "**missed**"  # 60 s vs 200 s
+
+
+def test_missing_cells_are_said():
+    partial = [r for r in rows({}, baseline=50.0) if not (r["method"] == "tp-magnitude" and r["seed"] == 2)]
+    table = judge(partial)
+    assert "met (incomplete: cells missing)" in verdicts(table)
+    no_kept = [r for r in partial if r["latent_prunable"] or r["method"] != "gradient"]
+    assert "not measured yet" in verdicts(judge(no_kept))
