@@ -69,13 +69,19 @@ def test_surrogate_sees_one_q_head_move_against_its_twin(tmp_path):
             assert (float(surrogate(moved, 0)) > 1.0) == gap_seen
 
 
-def test_surrogate_scores_the_reward_part_in_its_own_units(tmp_path):
+def agent_with_reward_spread(path) -> TDMPC:
+    """A tiny cartpole agent saved at `path` whose reward head predicts varied rewards (heads start at zero)."""
     torch.manual_seed(0)
     agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
     agent.step = 10_000
     with torch.no_grad():
-        agent.model.reward[-1].weight.normal_()  # heads start at zero: give the rewards some spread
-    save_agent(tmp_path / "agent.pt", agent, "cartpole-swingup")
+        agent.model.reward[-1].weight.normal_()
+    save_agent(path, agent, "cartpole-swingup")
+    return agent
+
+
+def test_surrogate_scores_the_reward_part_in_its_own_units(tmp_path):
+    agent = agent_with_reward_spread(tmp_path / "agent.pt")
     flipped = copy.deepcopy(agent.model)
     with torch.no_grad():
         flipped.reward[-1].weight.neg_()  # every predicted reward negated: centered reward sums flip sign
@@ -119,12 +125,7 @@ def test_prune_and_evaluate_a_tdmpc_agent_through_the_cli(tiny_usecase, tmp_path
 
 
 def test_choice_term_sees_a_changed_ranking_but_not_a_shift(tmp_path):
-    torch.manual_seed(0)
-    agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
-    agent.step = 10_000
-    with torch.no_grad():
-        agent.model.reward[-1].weight.normal_()  # heads start at zero: give the rewards some spread
-    save_agent(tmp_path / "agent.pt", agent, "cartpole-swingup")
+    agent = agent_with_reward_spread(tmp_path / "agent.pt")
     shifted, flipped = copy.deepcopy(agent.model), copy.deepcopy(agent.model)
     with torch.no_grad():
         shifted.reward[-1].bias.add_(3.0)  # every sequence of a state gains the same value: same planner weights
