@@ -1,9 +1,10 @@
 """Summary tables (markdown) computed from metrics.csv rows: mean ± std per method x sparsity."""
 from __future__ import annotations
 
+import json
 import shlex
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +163,35 @@ def reproduce_line(command: str) -> str:
             f"a rerun computes only the missing ones). The last run computed a subset: `{command}`.")
 
 
-def summary_markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:
-    """The whole summary page of a suite."""
+def _row_key(row: dict[str, Any]) -> tuple:
+    """Identity of a row as metrics.csv stores it (floats to 6 significant digits, as `format_row` writes them)."""
+    return (row["method"], bool(row["latent_prunable"]), float(f"{float(row['target_sparsity']):.6g}"), int(row["seed"]),
+            float(f"{float(row['metric']):.6g}"))
+
+
+def winning_starts(result_dir: Path, rows: list[dict[str, Any]]) -> str:
+    """Which start of a multi-start search (`best_start` in a cell file's `extra.search`) produced each
+    current row, counted per series; "" when no cell records one."""
+    current = {_row_key(r) for r in rows}
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for path in sorted((result_dir / "cells").glob("*.json")):
+        try:
+            blob = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        start = blob.get("extra", {}).get("search", {}).get("best_start")
+        if start and _row_key(blob["row"]) in current:
+            counts[series_name(blob["row"])][start] += 1
+    if not counts:
+        return ""
+    lines = ["| method | cells per winning start |", "|---|---|"]
+    order = [series for series in group_rows(rows) if series in counts]
+    lines += [f"| {series} | {', '.join(f'{name} {n}' for name, n in counts[series].most_common())} |" for series in order]
+    return "\n".join(lines)
+
+
+def summary_markdown(rows: list[dict[str, Any]], title: str, command: str, starts: str = "") -> str:
+    """The whole summary page of a suite; `starts` is the table of `winning_starts`."""
     if not rows:
         return f"# {title}\n\nNo finished cells yet.\n"
     metric = rows[0]["metric_name"]
@@ -180,6 +208,8 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str) -> st
         if any(r.get(key, 0) == r.get(key, 0) and r.get(key, 0) != 0 for r in rows if r["method"] != "dense"):
             parts += [heading, markdown_table(rows, key, digits)]
     parts += ["## Search cost", search_table(rows), compute_line(rows)]
+    if starts:
+        parts += ["## Winning start of the multi-start searches", starts]
     if any(r["method"].startswith("torch-") for r in rows):
         parts.append(MASK_NOTE)
     return "\n\n".join(p for p in parts if p) + "\n"
@@ -189,5 +219,5 @@ def write_summary(result_dir: Path, command: str) -> Path:
     """Write summary.md next to metrics.csv."""
     rows = read_csv(result_dir / "metrics.csv")
     path = result_dir / "summary.md"
-    write_atomic(path, summary_markdown(rows, f"Suite {result_dir.name}", command))
+    write_atomic(path, summary_markdown(rows, f"Suite {result_dir.name}", command, winning_starts(result_dir, rows)))
     return path

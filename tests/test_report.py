@@ -113,3 +113,18 @@ def test_table_command_orders_methods_and_bolds_the_best_per_latent_setting(tmp_
     assert table[2:] == ["| tp-magnitude | 170.0 |", "| tp-magnitude (latent kept) | **830.0** |",
                          "| gradient | **850.0** |", "| gradient (latent kept) | 820.0 |"]
     assert main(["table", str(tmp_path), "--key", "nope"]) == 2 and "unknown column 'nope'" in capsys.readouterr().err
+
+
+def test_winning_starts_count_only_current_cells(tmp_path) -> None:
+    from benchmarks.report import winning_starts
+
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    current, stale = row("gradient", 0.5, metric=850.0), row("gradient", 0.5, metric=700.0)
+    for name, cell_row, start in (("a", current, "greedy"), ("b", stale, "uniform"), ("c", row("grid", 0.5), "")):
+        blob = {"row": cell_row, "extra": {"search": {"best_start": start} if start else {}}}
+        (cells / f"{name}.json").write_text(json.dumps(blob))
+    table = winning_starts(tmp_path, [current, row("grid", 0.5)])
+    assert "| gradient | greedy 1 |" in table and "uniform" not in table and "grid" not in table
+    assert winning_starts(tmp_path, [row("grid", 0.5)]) == ""
+    assert "## Winning start" in summary_markdown([row("dense", 0.0), current], "t", "", table)
