@@ -171,12 +171,12 @@ def cmd_table(ns: argparse.Namespace) -> int:
 
 def write_report(result_dir: Path, figures: list[Path], html: bool = False) -> Path:
     """DIR/report.md: the summary tables plus every figure as a relative image link (and report.html)."""
-    from benchmarks.report import summary_markdown, winning_starts
+    from benchmarks.report import suite_summary
     from benchmarks.store import read_csv, write_atomic
 
     images = [f"### {p.stem.replace('_', ' ')}\n\n![{p.stem}]({p.relative_to(result_dir).as_posix()})" for p in figures]
     rows = read_csv(result_dir / "metrics.csv")
-    text = summary_markdown(rows, f"Report: {result_dir.name}", _recorded_command(result_dir), winning_starts(result_dir, rows))
+    text = suite_summary(result_dir, rows, f"Report: {result_dir.name}", _recorded_command(result_dir))
     text += "\n## Figures\n\n" + "\n\n".join(images) + "\n"
     write_atomic(result_dir / "report.md", text)
     if html:

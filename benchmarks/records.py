@@ -15,7 +15,7 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
-from benchmarks.report import summary_markdown
+from benchmarks.report import suite_summary
 from benchmarks.store import Cell
 
 SCALARS = ("metric", "achieved_sparsity", "params", "macs", "latent_cosine", "latent_cka", "rollout_error",
@@ -47,7 +47,7 @@ def write_records(result_dir: Path, rows: list[dict[str, Any]], command: str) ->
     for writer in writers.values():
         writer.close()
     with SummaryWriter(str(tb / "summary")) as writer:
-        writer.add_text("summary", summary_markdown(rows, f"Suite {result_dir.name}", command), 0)
+        writer.add_text("summary", suite_summary(result_dir, rows, f"Suite {result_dir.name}", command), 0)
     return tb
 
 

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.store import read_csv, write_atomic
+from benchmarks.store import format_row, read_csv, write_atomic
 
 MASK_NOTE = (
     "`torch-*` methods are PyTorch `torch.nn.utils.prune` masks: nothing is removed (MACs unchanged, no speed-up), "
@@ -163,10 +163,10 @@ def reproduce_line(command: str) -> str:
             f"a rerun computes only the missing ones). The last run computed a subset: `{command}`.")
 
 
-def _row_key(row: dict[str, Any]) -> tuple:
-    """Identity of a row as metrics.csv stores it (floats to 6 significant digits, as `format_row` writes them)."""
-    return (row["method"], bool(row["latent_prunable"]), float(f"{float(row['target_sparsity']):.6g}"), int(row["seed"]),
-            float(f"{float(row['metric']):.6g}"))
+def _row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    """Identity of a row as metrics.csv stores it, so a cell file's row matches its rounded CSV row."""
+    formatted = format_row(row)
+    return tuple(str(formatted[key]) for key in ("method", "latent_prunable", "target_sparsity", "seed", "metric"))
 
 
 def winning_starts(result_dir: Path, rows: list[dict[str, Any]]) -> str:
@@ -215,9 +215,14 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str, start
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
+def suite_summary(result_dir: Path, rows: list[dict[str, Any]], title: str, command: str) -> str:
+    """`summary_markdown` of a result folder's rows, with the winning starts its cell files record."""
+    return summary_markdown(rows, title, command, winning_starts(result_dir, rows))
+
+
 def write_summary(result_dir: Path, command: str) -> Path:
     """Write summary.md next to metrics.csv."""
     rows = read_csv(result_dir / "metrics.csv")
     path = result_dir / "summary.md"
-    write_atomic(path, summary_markdown(rows, f"Suite {result_dir.name}", command, winning_starts(result_dir, rows)))
+    write_atomic(path, suite_summary(result_dir, rows, f"Suite {result_dir.name}", command))
     return path
