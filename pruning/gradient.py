@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
@@ -49,6 +50,8 @@ class GradientConfig:
     saved); the best held-out iterate of all starts wins."""
     greedy_chunks: int = 8
     """The 'greedy' start removes 1/greedy_chunks of a group's width per move."""
+    lazy_greedy: bool = False
+    """The 'greedy' start rescores only the group whose earlier score is best, until a fresh score stays best."""
     probe_steps: int = 0
     """With several starts: run each for this many steps, then only the one with the best held-out iterate
     for the rest of the schedule (0: every start runs all `steps`)."""
@@ -80,13 +83,15 @@ def uniform_start(ctx: SearchContext, groups: list[Group] | None = None) -> floa
     return solve_ratio(sparsity, ctx, hi=ctx.problem.c_max)
 
 
-def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int) -> dict[str, int]:
+def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int, lazy: bool = False) -> dict[str, int]:
     """Hard widths from the dense model: each move removes one chunk (1/chunks of the width, not below the
     c_max floor) from the group whose removal raises the surrogate (batch 0, hard masks) least per parameter
-    saved, until the sparsity reaches the aim."""
+    saved, until the sparsity reaches the aim. `lazy`: rescore a group only while its score from an earlier
+    move is the best (lazy greedy: a cut rarely gets cheaper after other cuts), not every group every move."""
     surrogate = ctx.problem.surrogate
     floor = {g.label: g.width - n_removed(ctx.problem.c_max, g.width) for g in ctx.prunable}
     widths = {g.label: g.width for g in ctx.groups}
+    earlier: dict[str, float] = {}
 
     def loss(candidate: dict[str, int]) -> float:
         with masks.pinned(candidate), torch.no_grad():
@@ -95,17 +100,30 @@ def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int) -> dict[str
     current = loss(widths)
     while ctx.hard_sparsity(widths) < ctx.aim:
         chunk = {g.label: min(max(1, round(g.width / chunks)), widths[g.label] - floor[g.label]) for g in ctx.prunable}
-        scored = {label: (loss({**widths, label: widths[label] - n}), _move_cost(ctx, widths, label, -n))
-                  for label, n in chunk.items() if n > 0}
-        if not scored:
+        movable = [label for label, n in chunk.items() if n > 0]
+        if not movable:
             break
-        best = min(scored, key=lambda label: (scored[label][0] - current) / max(scored[label][1], 1))
+
+        def score(label: str) -> tuple[float, float]:
+            """(surrogate after removing the chunk, its rise per parameter saved)"""
+            after = loss({**widths, label: widths[label] - chunk[label]})
+            return after, (after - current) / max(_move_cost(ctx, widths, label, -chunk[label]), 1)
+
+        if lazy:
+            scored: dict[str, tuple[float, float]] = {}
+            while (best := min(movable, key=lambda label: scored[label][1] if label in scored
+                               else earlier.get(label, -math.inf))) not in scored:
+                scored[best] = score(best)
+                earlier[best] = scored[best][1]
+        else:
+            scored = {label: score(label) for label in movable}
+            best = min(scored, key=lambda label: scored[label][1])
         widths, current = {**widths, best: widths[best] - chunk[best]}, scored[best][0]
     return widths
 
 
 def start_coefficients(ctx: SearchContext, start: str, masks: SoftMasks | None = None,
-                       chunks: int = 8) -> dict[str, float] | None:
+                       chunks: int = 8, lazy: bool = False) -> dict[str, float] | None:
     """Initial coefficient per prunable group for a named start; None when the start cannot reach the band
     or coincides with 'uniform' (no inter-component group is prunable). 'greedy' needs the masks."""
     if start == "uniform":
@@ -113,7 +131,7 @@ def start_coefficients(ctx: SearchContext, start: str, masks: SoftMasks | None =
     if start == "greedy":
         if masks is None:
             raise ValueError("the 'greedy' start scores hard widths through the soft masks: pass masks")
-        return coefficients_for(greedy_widths(ctx, masks, chunks), ctx.prunable)
+        return coefficients_for(greedy_widths(ctx, masks, chunks, lazy), ctx.prunable)
     intra = [g for g in ctx.prunable if g.kind == "intra"]
     if len(intra) == len(ctx.prunable) or not intra:
         return None
@@ -274,7 +292,7 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
     with torch.random.fork_rng(devices=[]), masks:
         descents = []
         for name in cfg.starts:
-            coeffs = start_coefficients(ctx, name, masks, cfg.greedy_chunks)
+            coeffs = start_coefficients(ctx, name, masks, cfg.greedy_chunks, cfg.lazy_greedy)
             if coeffs is not None:
                 descents.append(_Descent(ctx, masks, cfg, tracker, name, coeffs, seed))
         probe = cfg.probe_steps if 0 < cfg.probe_steps < cfg.steps and len(descents) > 1 else cfg.steps

@@ -150,3 +150,23 @@ def test_probe_runs_every_start_briefly_and_only_the_leader_to_the_end(trained_p
     assert all(run["steps"] == 40 for run in full.info["starts_run"].values())
     with pytest.raises(ValueError, match="probe_steps"):
         GradientConfig(probe_steps=-1)
+
+
+def test_lazy_greedy_finds_the_full_greedy_widths_with_fewer_surrogate_calls(trained_problem):
+    calls = {"n": 0}
+
+    def counted(masked: nn.Module, step: int) -> torch.Tensor:
+        calls["n"] += 1
+        return trained_problem.surrogate(masked, step)
+
+    problem = copy.copy(trained_problem)
+    problem.surrogate = counted
+    ctx = prepare(problem, 0.4, 0.01)
+    found = {}
+    with SoftMasks(copy.deepcopy(problem.model), ctx.groups, ranking(problem, ctx.groups, "magnitude")) as masks:
+        for lazy in (False, True):
+            calls["n"] = 0
+            found[lazy] = (greedy_widths(ctx, masks, chunks=8, lazy=lazy), calls["n"])
+    (full, full_calls), (lazy, lazy_calls) = found[False], found[True]
+    assert ctx.hard_sparsity(lazy) >= ctx.aim
+    assert lazy == full and lazy_calls < full_calls

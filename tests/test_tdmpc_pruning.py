@@ -139,3 +139,32 @@ def test_choice_term_sees_a_changed_ranking_but_not_a_shift(tmp_path):
             scores[choice_weight] = (float(surrogate(shifted, 0)), float(surrogate(flipped, 0)))
     assert scores[0.0][0] == pytest.approx(0.0, abs=1e-6) and scores[1.0][0] == pytest.approx(0.0, abs=1e-6)
     assert scores[1.0][1] > scores[0.0][1] + 1e-4
+
+
+def constant_policy(model: torch.nn.Module, action: float) -> torch.nn.Module:
+    """A copy of `model` whose policy always outputs `action` (tanh of a large bias)."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.pi[-1].weight.zero_()
+        model.pi[-1].bias.fill_(torch.atanh(torch.tensor(action * 0.999)))
+    return model
+
+
+def test_proposal_term_sees_a_worse_policy_only(tmp_path):
+    agent = agent_with_reward_spread(tmp_path / "agent.pt")
+    agent.model = constant_policy(agent.model, 1.0)  # in this agent's own estimate, +1 beats -1 from most states
+    save_agent(tmp_path / "agent.pt", agent, "cartpole-swingup")
+    reward_moved = copy.deepcopy(agent.model)
+    with torch.no_grad():
+        reward_moved.reward[-1].bias.add_(3.0)  # the policy's rollouts are unchanged
+    terms = {}
+    for weight in (0.0, 1.0):
+        usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1, states=8,
+                              candidates=4, proposal_weight=weight)
+        surrogate = usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate
+        with torch.no_grad():
+            terms[weight] = [float(surrogate(m, 0)) for m in (usecase.load(), reward_moved,
+                                                              constant_policy(agent.model, -1.0))]
+    added = [with_term - without for with_term, without in zip(terms[1.0], terms[0.0])]
+    assert added[0] == pytest.approx(0.0, abs=1e-9) and added[1] == pytest.approx(0.0, abs=1e-9)
+    assert added[2] > 1e-3
