@@ -24,6 +24,15 @@ def layer_shapes(model: torch.nn.Module) -> dict[str, tuple]:
             if getattr(m, "weight", None) is not None and getattr(m, "bias", None) is not None}
 
 
+def surrogate_values(path, models: list[torch.nn.Module], **options) -> list[float]:
+    """The TD-MPC surrogate (batch 0) of each model, against the tiny cartpole agent saved at `path` (1 calibration
+    episode, 8 states, 4 candidates per state, `options` as model options)."""
+    usecase = get_usecase("tdmpc-cartpole-swingup", str(path), calib_episodes=1, states=8, candidates=4, **options)
+    surrogate = usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate
+    with torch.no_grad():
+        return [float(surrogate(model, 0)) for model in models]
+
+
 @pytest.fixture(scope="module")
 def tiny_usecase(tmp_path_factory):
     torch.manual_seed(0)
@@ -61,12 +70,9 @@ def test_surrogate_sees_one_q_head_move_against_its_twin(tmp_path):
     with torch.no_grad():
         moved.q1[-1].bias.add_(5.0)  # the planner's values keep still, the twin gap does not
     for twin_weight, gap_seen in ((1.0, True), (0.0, False)):
-        usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1, states=8,
-                              candidates=4, twin_weight=twin_weight)
-        surrogate = usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate
-        with torch.no_grad():
-            assert float(surrogate(usecase.load(), 0)) == pytest.approx(0.0, abs=1e-9)
-            assert (float(surrogate(moved, 0)) > 1.0) == gap_seen
+        at_dense, at_moved = surrogate_values(tmp_path / "agent.pt", [agent.model, moved], twin_weight=twin_weight)
+        assert at_dense == pytest.approx(0.0, abs=1e-9)
+        assert (at_moved > 1.0) == gap_seen
 
 
 def agent_with_reward_spread(path) -> TDMPC:
@@ -86,13 +92,8 @@ def test_surrogate_scores_the_reward_part_in_its_own_units(tmp_path):
     with torch.no_grad():
         flipped.reward[-1].weight.neg_()  # every predicted reward negated: centered reward sums flip sign
         flipped.reward[-1].bias.neg_()
-    scores = {}
-    for reward_weight in (0.0, 1.0):
-        usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1, states=8,
-                              candidates=4, reward_weight=reward_weight)
-        with torch.no_grad():
-            scores[reward_weight] = float(usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate(flipped, 0))
-    assert scores[1.0] - scores[0.0] == pytest.approx(4.0, rel=1e-4)  # (-c - c)^2 / c^2
+    (without,), (with_term,) = (surrogate_values(tmp_path / "agent.pt", [flipped], reward_weight=w) for w in (0.0, 1.0))
+    assert with_term - without == pytest.approx(4.0, rel=1e-4)  # (-c - c)^2 / c^2
 
 
 def test_pruned_target_keeps_the_dense_targets_own_weights(tiny_usecase):
@@ -130,13 +131,7 @@ def test_choice_term_sees_a_changed_ranking_but_not_a_shift(tmp_path):
     with torch.no_grad():
         shifted.reward[-1].bias.add_(3.0)  # every sequence of a state gains the same value: same planner weights
         flipped.reward[-1].weight.neg_()  # the planner would prefer other sequences
-    scores = {}
-    for choice_weight in (0.0, 1.0):
-        usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1, states=8,
-                              candidates=4, choice_weight=choice_weight)
-        surrogate = usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate
-        with torch.no_grad():
-            scores[choice_weight] = (float(surrogate(shifted, 0)), float(surrogate(flipped, 0)))
+    scores = {w: surrogate_values(tmp_path / "agent.pt", [shifted, flipped], choice_weight=w) for w in (0.0, 1.0)}
     assert scores[0.0][0] == pytest.approx(0.0, abs=1e-6) and scores[1.0][0] == pytest.approx(0.0, abs=1e-6)
     assert scores[1.0][1] > scores[0.0][1] + 1e-4
 
@@ -157,14 +152,8 @@ def test_proposal_term_sees_a_worse_policy_only(tmp_path):
     reward_moved = copy.deepcopy(agent.model)
     with torch.no_grad():
         reward_moved.reward[-1].bias.add_(3.0)  # the policy's rollouts are unchanged
-    terms = {}
-    for weight in (0.0, 1.0):
-        usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1, states=8,
-                              candidates=4, proposal_weight=weight)
-        surrogate = usecase.problem(usecase.load(), 0, latent_prunable=True).surrogate
-        with torch.no_grad():
-            terms[weight] = [float(surrogate(m, 0)) for m in (usecase.load(), reward_moved,
-                                                              constant_policy(agent.model, -1.0))]
+    models = [agent.model, reward_moved, constant_policy(agent.model, -1.0)]
+    terms = {w: surrogate_values(tmp_path / "agent.pt", models, proposal_weight=w) for w in (0.0, 1.0)}
     added = [with_term - without for with_term, without in zip(terms[1.0], terms[0.0])]
     assert added[0] == pytest.approx(0.0, abs=1e-9) and added[1] == pytest.approx(0.0, abs=1e-9)
     assert added[2] > 1e-3
