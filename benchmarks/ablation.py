@@ -89,15 +89,19 @@ def component_variants(groups: list[Group], widths: Mapping[str, int]) -> dict[s
     return variants
 
 
-def ablate(usecase: UseCase, widths_text: str, seed: int, latent_prunable: bool, importance: str) -> list[Variant]:
-    """Score the solution `widths_text` and its component variants with the use case's task metric."""
+def ablate(usecase: UseCase, widths_text: str, seed: int, latent_prunable: bool, importance: str,
+           variants: bool = True) -> list[Variant]:
+    """Score the solution `widths_text` and (unless `variants` is False) its component variants with the use
+    case's task metric."""
     dense = usecase.load()
     problem = usecase.problem(dense, seed, latent_prunable)
     groups = build_groups(problem)
     params = ParamModel(problem.model, groups)
     order = ranking(problem, groups, importance, seed)
     rows = []
-    for name, widths in component_variants(groups, parse_widths(widths_text, groups)).items():
+    solution = parse_widths(widths_text, groups)
+    configurations = component_variants(groups, solution) if variants else {"as found": solution}
+    for name, widths in configurations.items():
         model, _ = harden_widths(problem, groups, order, widths)
         model.eval()
         surrogate = None

@@ -12,6 +12,7 @@
     ctrlprune prune --model ae --method gradient --sparsity 0.5 --out p.pt   prune once, save safely
     ctrlprune eval p.pt                                    load a saved pruned model and score it
     ctrlprune ablate results/ae --method gradient --sparsity 0.5   a solution with each component restored
+    ctrlprune ablate --model ae --widths 'encoder.0:256;...' --as-found   score hand-chosen widths
     ctrlprune targets results/tdmpc-cartpole-swingup ...   the TD-MPC pruning targets and their verdicts
 """
 from __future__ import annotations
@@ -264,7 +265,8 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
         raise ValueError("give a results folder DIR with --sparsity, or --model with --widths")
     options.update(_model_options(ns.model_option))
     usecase = get_usecase(model, ns.checkpoint or "", **options)
-    rows = ablate(usecase, widths, ns.seed, not ns.keep_latent, method_importance(usecase, ns.method))
+    rows = ablate(usecase, widths, ns.seed, not ns.keep_latent, method_importance(usecase, ns.method),
+                  variants=not ns.as_found)
     table = ablation_table(rows, usecase.metric_name)
     print(table, end="")
     if ns.out:
@@ -398,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--checkpoint", help="dense checkpoint (default: the shipped one)")
     ablate.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a use-case option (as in a suite's model_options), e.g. choice_weight=0; repeatable")
+    ablate.add_argument("--as-found", action="store_true",
+                        help="score only the given widths, without the restored-component variants")
     ablate.add_argument("--out", type=Path, help="also write the table to this markdown file")
 
     targets = sub.add_parser("targets", help="judge the TD-MPC pruning targets from suites' metrics.csv")

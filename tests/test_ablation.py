@@ -68,3 +68,13 @@ def test_ablate_a_stored_autoencoder_cell_through_the_cli(tmp_path):
     wrong = subprocess.run([*cli, "--sparsity", "0.5", "--method", "tp-magnitude"], cwd=ROOT, capture_output=True,
                            text=True, env=env, timeout=600)
     assert wrong.returncode == 2 and "chooses its channels its own way" in wrong.stderr
+
+
+def test_as_found_scores_only_the_given_widths(tmp_path):
+    cli = [sys.executable, "-m", "benchmarks.cli", "ablate", "--model", "ae", "--widths", SOLUTION, "--as-found",
+           "--out", str(tmp_path / "widths.md")]
+    proc = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "egl"},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = (tmp_path / "widths.md").read_text().splitlines()[2:]
+    assert len(rows) == 1 and rows[0].startswith("| as found |")
