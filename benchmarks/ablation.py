@@ -14,7 +14,8 @@ import torch
 
 from benchmarks.store import read_csv
 from benchmarks.usecases import UseCase
-from pruning import GradientConfig, GridConfig, Group, ParamModel, build_groups, harden_widths, ranking
+from pruning import GradientConfig, GridConfig, Group, ParamModel, build_groups, consumer_means, ranking
+from pruning.coefficients import harden_with_means
 
 WIDTH_METHODS = ("gradient", "grid", "grid-group")
 """Methods whose pruned model is the dense model cut to its widths along the shared ranking."""
@@ -68,10 +69,15 @@ def check_width_method(method: str) -> None:
                          f"{method!r} chooses its channels its own way")
 
 
+def method_setting(usecase: UseCase, method: str, name: str):
+    """Option `name` of `method` on this use case (its options, else the method's default)."""
+    default = getattr(GradientConfig if method == "gradient" else GridConfig, name)
+    return usecase.method_options(method).get(name, default)
+
+
 def method_importance(usecase: UseCase, method: str) -> str:
-    """The within-group ranking `method` uses on this use case (its options, else the method's default)."""
-    default = (GradientConfig if method == "gradient" else GridConfig).importance
-    return str(usecase.method_options(method).get("importance", default))
+    """The within-group ranking `method` uses on this use case."""
+    return str(method_setting(usecase, method, "importance"))
 
 
 def component_variants(groups: list[Group], widths: Mapping[str, int]) -> dict[str, dict[str, int]]:
@@ -90,19 +96,20 @@ def component_variants(groups: list[Group], widths: Mapping[str, int]) -> dict[s
 
 
 def ablate(usecase: UseCase, widths_text: str, seed: int, latent_prunable: bool, importance: str,
-           variants: bool = True) -> list[Variant]:
+           variants: bool = True, mean_replacement: bool = False) -> list[Variant]:
     """Score the solution `widths_text` and (unless `variants` is False) its component variants with the use
-    case's task metric."""
+    case's task metric, pruned as the method prunes (its ranking, and mean replacement if it uses it)."""
     dense = usecase.load()
     problem = usecase.problem(dense, seed, latent_prunable)
     groups = build_groups(problem)
     params = ParamModel(problem.model, groups)
     order = ranking(problem, groups, importance, seed)
+    means = consumer_means(problem, groups) if mean_replacement else None
     rows = []
     solution = parse_widths(widths_text, groups)
     configurations = component_variants(groups, solution) if variants else {"as found": solution}
     for name, widths in configurations.items():
-        model, _ = harden_widths(problem, groups, order, widths)
+        model, _, _ = harden_with_means(problem, groups, order, widths, means)
         model.eval()
         surrogate = None
         if problem.surrogate is not None:

@@ -247,7 +247,8 @@ def _model_options(pairs: list[str]) -> dict:
 def cmd_ablate(ns: argparse.Namespace) -> int:
     import json
 
-    from benchmarks.ablation import ablate, ablation_table, check_width_method, method_importance, stored_cell
+    from benchmarks.ablation import (ablate, ablation_table, check_width_method, method_importance, method_setting,
+                                     stored_cell)
     from benchmarks.store import write_atomic
     from benchmarks.usecases import get_usecase
 
@@ -266,7 +267,7 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
     options.update(_model_options(ns.model_option))
     usecase = get_usecase(model, ns.checkpoint or "", **options)
     rows = ablate(usecase, widths, ns.seed, not ns.keep_latent, method_importance(usecase, ns.method),
-                  variants=not ns.as_found)
+                  variants=not ns.as_found, mean_replacement=bool(method_setting(usecase, ns.method, "mean_replacement")))
     table = ablation_table(rows, usecase.metric_name)
     print(table, end="")
     if ns.out:

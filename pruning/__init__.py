@@ -7,7 +7,8 @@
     >>> result = get_method("gradient")(problem, 0.5, eps=0.01, seed=0)   # or "tp-magnitude", "grid", ...
     >>> result.model, result.achieved, result.in_band, result.widths
 """
-from pruning.coefficients import SoftMasks, coefficients_for, harden, harden_widths, kept_widths, n_removed
+from pruning.coefficients import (SoftMasks, coefficients_for, consumer_means, fold_replacement, harden, harden_widths,
+                                  kept_widths, mean_replacement, n_removed)
 from pruning.context import SearchContext, finish, max_sparsity, prepare, solve_ratio
 from pruning.groups import Group, Member, build_groups, dependency_graph, format_group_table
 from pruning.problem import PruningProblem, validate_problem, validate_target
@@ -27,6 +28,7 @@ __all__ = [
     "ranking", "IMPORTANCES",
     "ParamModel", "count_params", "sparsity",
     "kept_widths", "n_removed", "coefficients_for", "harden", "harden_widths", "SoftMasks",
+    "consumer_means", "mean_replacement", "fold_replacement",
     "SearchContext", "prepare", "max_sparsity", "solve_ratio", "finish",
     "PruneResult", "register_method", "get_method", "list_methods",
     "GradientConfig", "GridConfig",

@@ -29,14 +29,78 @@ def coefficients_for(widths: Mapping[str, int], groups: list[Group]) -> dict[str
     return {g.label: (g.width - widths.get(g.label, g.width)) / g.width for g in groups}
 
 
+Replacement = dict[str, tuple[list[int], list[float]]]
+"""Consumer layer -> (input indices of removed channels, the mean value each of those inputs is replaced by)."""
+
+
+def consumer_means(problem: PruningProblem, groups: list[Group]) -> dict[str, torch.Tensor]:
+    """Mean input vector of every layer that consumes a prunable group, on the dense model: over the
+    surrogate's first batch (the data the searches judge by), or the example inputs without a surrogate."""
+    model = copy.deepcopy(problem.model)
+    consumers = {m.module for g in groups if g.prunable for m in g.members if m.kind == "in"}
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def record(name: str):
+        def hook(module: nn.Module, inputs: tuple) -> None:
+            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1])
+            sums[name] = sums.get(name, 0) + x.sum(0)
+            counts[name] = counts.get(name, 0) + x.shape[0]
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_pre_hook(record(name)) for name in consumers]
+    try:
+        with torch.no_grad():
+            if problem.surrogate is not None:
+                problem.surrogate(model, 0)
+            elif problem.forward_fn is not None:
+                problem.forward_fn(model, problem.example_inputs)
+            else:
+                model(problem.example_inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: sums[name] / counts[name] for name in sums}
+
+
+def mean_replacement(groups: list[Group], order: Mapping[str, torch.Tensor], widths: Mapping[str, int],
+                     means: Mapping[str, torch.Tensor]) -> Replacement:
+    """What replacing each removed channel by its mean (instead of zero) means for every consumer layer."""
+    replaced: Replacement = {}
+    for group in groups:
+        removed = group.width - widths.get(group.label, group.width)
+        if removed <= 0:
+            continue
+        channels = order[group.label][:removed].tolist()
+        for member in group.members:
+            if member.kind == "in" and member.module in means:
+                idxs, values = replaced.setdefault(member.module, ([], []))
+                idxs += [member.idxs[k] for k in channels]
+                values += [float(means[member.module][member.idxs[k]]) for k in channels]
+    return replaced
+
+
+def fold_replacement(model: nn.Module, replaced: Replacement) -> None:
+    """Add each consumer's weight columns of the replaced inputs times their means to its bias (in place, before
+    those inputs are removed): the layer then computes what it computed with the inputs held at their means."""
+    with torch.no_grad():
+        for name, (idxs, values) in replaced.items():
+            layer = model.get_submodule(name)
+            if getattr(layer, "bias", None) is None:
+                raise ValueError(f"mean replacement folds into the consumer's bias, and {name!r} has none")
+            layer.bias.add_(layer.weight[:, idxs] @ torch.tensor(values, dtype=layer.weight.dtype))
+
+
 def harden_widths(problem: PruningProblem, groups: list[Group], order: Mapping[str, torch.Tensor],
-                  widths: Mapping[str, int]) -> tuple[nn.Module, list]:
-    """Deep copy of the dense model with the least important channels of each group physically removed.
+                  widths: Mapping[str, int], replaced: Replacement | None = None) -> tuple[nn.Module, list]:
+    """Deep copy of the dense model with the least important channels of each group physically removed
+    (with `replaced`, their consumers' biases first take over the removed inputs' means).
 
     Returns the pruned copy and its torch-pruning history (replay it on a target network with
     `DependencyGraph.load_pruning_history`).
     """
     model = copy.deepcopy(problem.model)
+    fold_replacement(model, replaced or {})
     dg = dependency_graph(model, problem)
     for group in groups:
         removed = group.width - widths.get(group.label, group.width)
@@ -47,6 +111,15 @@ def harden_widths(problem: PruningProblem, groups: list[Group], order: Mapping[s
             raise RuntimeError(f"torch-pruning refused to remove {removed} channels of group {group.label!r}")
         pruning_group.prune()
     return model, [list(step) for step in dg.pruning_history()]
+
+
+def harden_with_means(problem: PruningProblem, groups: list[Group], order: Mapping[str, torch.Tensor],
+                      widths: Mapping[str, int], means: Mapping[str, torch.Tensor] | None
+                      ) -> tuple[nn.Module, list, Replacement]:
+    """`harden_widths`, with mean replacement when `means` (from `consumer_means`) are given: (model, history,
+    replacement)."""
+    replaced = mean_replacement(groups, order, widths, means) if means else {}
+    return (*harden_widths(problem, groups, order, widths, replaced), replaced)
 
 
 def harden(problem: PruningProblem, groups: list[Group], order: Mapping[str, torch.Tensor],
@@ -68,14 +141,18 @@ class SoftMasks:
     r_gj = (rank + 0.5) / n_g is the normalized importance rank (0 = least important); the most important
     channel of a group always keeps mask 1, so a group never vanishes. Consumer inputs are multiplied by
     the masks and LayerNorms of a group normalise with mask-weighted statistics, so with T = 0 (hard
-    masks) the masked model computes exactly what the physically pruned model computes. `c` holds one
-    nn.Parameter per prunable group. Use as a context manager, or call install() / remove().
+    masks) the masked model computes exactly what the physically pruned model computes. With `means`
+    (mean replacement), a consumer input is mixed with its mean instead: x m + (1 - m) mean, which hardens
+    to the pruned model whose consumer biases absorbed the removed inputs' means (`fold_replacement`).
+    `c` holds one nn.Parameter per prunable group. Use as a context manager, or call install() / remove().
     """
 
     def __init__(self, model: nn.Module, groups: list[Group], order: Mapping[str, torch.Tensor],
                  init: float | Mapping[str, float] = 0.0, temperature: float = 0.5,
-                 straight_through: bool = False) -> None:
+                 straight_through: bool = False, means: Mapping[str, torch.Tensor] | None = None) -> None:
         self.model = model
+        self.means = dict(means or {})
+        """Consumer layer -> mean input: a masked-out input is held at its mean instead of zero."""
         self.groups = [g for g in groups if g.prunable]
         self.temperature = temperature
         self.straight_through = straight_through
@@ -158,7 +235,9 @@ class SoftMasks:
     def _consumer_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple) -> tuple:
             x = inputs[0]
-            return (x * self._full_mask(name, "in", x.shape[-1]).to(x.dtype),) + tuple(inputs[1:])
+            mask = self._full_mask(name, "in", x.shape[-1]).to(x.dtype)
+            masked = x * mask if name not in self.means else x * mask + (1 - mask) * self.means[name].to(x.dtype)
+            return (masked,) + tuple(inputs[1:])
         return hook
 
     def _norm_hook(self, name: str):

@@ -114,7 +114,7 @@ def measured_widths(model: nn.Module, groups: list[Group]) -> dict[str, int]:
 
 def finish(ctx: SearchContext, method: str, model: nn.Module, widths: Mapping[str, int],
            coefficients: Mapping[str, float], *, evaluations: int = 0, masked: bool = False,
-           history: list | None = None, info: dict | None = None) -> PruneResult:
+           history: list | None = None, info: dict | None = None, replaced: dict | None = None) -> PruneResult:
     """Package a result; physically pruned models are counted for real, masked ones analytically."""
     seconds = time.perf_counter() - ctx.started
     model.train(ctx.problem.model.training)
@@ -124,4 +124,5 @@ def finish(ctx: SearchContext, method: str, model: nn.Module, widths: Mapping[st
                        in_band=ctx.in_band(achieved), params=params,
                        coefficients={k: float(v) for k, v in coefficients.items()},
                        widths={k: int(v) for k, v in widths.items()}, evaluations=evaluations,
-                       search_seconds=seconds, masked=masked, history=history or [], info=info or {})
+                       search_seconds=seconds, masked=masked, history=history or [], info=info or {},
+                       replaced=replaced or {})

@@ -8,7 +8,8 @@ from typing import Mapping
 
 import torch
 
-from pruning.coefficients import SoftMasks, coefficients_for, harden_widths, kept_widths, n_removed
+from pruning.coefficients import (SoftMasks, coefficients_for, consumer_means, harden_with_means, kept_widths,
+                                  n_removed)
 from pruning.context import SearchContext, finish, measured_widths, prepare, solve_ratio
 from pruning.groups import Group
 from pruning.problem import PruningProblem
@@ -55,6 +56,9 @@ class GradientConfig:
     probe_steps: int = 0
     """With several starts: run each for this many steps, then only the one with the best held-out iterate
     for the rest of the schedule (0: every start runs all `steps`)."""
+    mean_replacement: bool = False
+    """A removed channel feeds its consumers its mean on the surrogate's data instead of zero (folded into their
+    biases at hardening); the soft masks mix each input with its mean."""
 
     def __post_init__(self) -> None:
         self.starts = tuple(self.starts)
@@ -287,7 +291,9 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
     ctx.floor = target if cfg.at_least_target else None
     order = ranking(problem, ctx.groups, cfg.importance, seed)
     model = copy.deepcopy(problem.model).requires_grad_(False)
-    masks = SoftMasks(model, ctx.groups, order, temperature=cfg.t_start, straight_through=cfg.straight_through)
+    means = consumer_means(problem, ctx.groups) if cfg.mean_replacement else None
+    masks = SoftMasks(model, ctx.groups, order, temperature=cfg.t_start, straight_through=cfg.straight_through,
+                      means=means)
     tracker = _Tracker(ctx, masks, cfg)
     with torch.random.fork_rng(devices=[]), masks:
         descents = []
@@ -302,9 +308,9 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
             leader = min(descents, key=lambda d: tracker.start_best.get(d.name, float("inf")))
             leader.run(cfg.steps)
         widths = tracker.choice()
-    pruned, history = harden_widths(problem, ctx.groups, order, widths)
+    pruned, history, replaced = harden_with_means(problem, ctx.groups, order, widths, means)
     info = {"starts_run": {d.name: d.summary() for d in descents},
             "heldout_best": tracker.best[0] if tracker.best else None, "best_start": tracker.best_start,
             "start_heldout": [[name, score] for name, score in tracker.start_best.items()], **asdict(cfg)}
     return finish(ctx, "gradient", pruned, measured_widths(pruned, ctx.groups),
-                  coefficients_for(widths, ctx.groups), history=history, info=info)
+                  coefficients_for(widths, ctx.groups), history=history, info=info, replaced=replaced)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from pruning.coefficients import harden_widths, n_removed
+from pruning.coefficients import consumer_means, harden_with_means, n_removed
 from pruning.context import SearchContext, finish, measured_widths, prepare
 from pruning.groups import Group
 from pruning.problem import PruningProblem
@@ -31,6 +31,9 @@ class GridConfig:
     """Random combinations drawn at most when sampling a large grid."""
     chunk: int = 65_536
     """Combinations whose sparsity is computed in one vectorised batch."""
+    mean_replacement: bool = False
+    """A removed channel feeds its consumers its mean on the surrogate's data instead of zero (folded into their
+    biases); as in the gradient method, so that both searches prune the same way."""
 
 
 def _levels(step: float, c_max: float) -> torch.Tensor:
@@ -143,19 +146,20 @@ def _search(problem: PruningProblem, target: float, eps: float, seed: int, optio
     in_band_total = len(candidates)
     if not sampled and cfg.budget is not None and len(candidates) > cfg.budget:
         candidates = candidates[torch.randperm(len(candidates), generator=generator)[:cfg.budget]]
+    means = consumer_means(problem, ctx.groups) if cfg.mean_replacement else None
     best = None
     for digits in candidates:
-        model, history = harden_widths(problem, ctx.groups, order, grid.widths_of(digits))
+        model, history, replaced = harden_with_means(problem, ctx.groups, order, grid.widths_of(digits), means)
         score = float(problem.metric(model))
         if best is None or score > best[0]:
-            best = (score, model, history, digits)
+            best = (score, model, history, replaced, digits)
     if best is None:  # nothing in band: report the closest combination as a failure, unevaluated
-        best = (None, *harden_widths(problem, ctx.groups, order, grid.widths_of(closest[1])), closest[1])
-    score, model, history, digits = best
+        best = (None, *harden_with_means(problem, ctx.groups, order, grid.widths_of(closest[1]), means), closest[1])
+    score, model, history, replaced, digits = best
     info = {"axes": names, "levels": grid.levels.tolist(), "grid_size": grid.size, "sampled": sampled,
             "in_band_candidates": in_band_total, "best_metric": score, **asdict(cfg)}
     return finish(ctx, method, model, measured_widths(model, ctx.groups), grid.coefficients_of(digits),
-                  evaluations=len(candidates), history=history, info=info)
+                  evaluations=len(candidates), history=history, info=info, replaced=replaced)
 
 
 @register_method("grid")

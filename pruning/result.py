@@ -37,6 +37,9 @@ class PruneResult:
     """torch-pruning pruning history ([] for masks)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Method-specific facts worth reporting (grid size, budget, final loss...)."""
+    replaced: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict, repr=False)
+    """Mean replacement folded into consumer biases before removal: consumer layer -> (removed input indices,
+    their means); apply it to a target network with `fold_replacement` before replaying `history`."""
 
     def __repr__(self) -> str:
         band = "in band" if self.in_band else "OUT OF BAND"

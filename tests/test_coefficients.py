@@ -6,7 +6,8 @@ import copy
 import pytest
 import torch
 
-from pruning import SoftMasks, build_groups, harden, kept_widths, ranking
+from pruning import SoftMasks, build_groups, consumer_means, harden, kept_widths, ranking
+from pruning.coefficients import harden_with_means
 from pruning.groups import dependency_graph
 from test_groups import ae_problem, told_problem, told_rollout
 
@@ -150,3 +151,39 @@ def test_straight_through_masks_are_hard_forward_and_soft_backward():
     mask.sum().backward()
     assert float(masks.c[group.label].grad) < 0
     assert float(masks.c[group.label].detach()) == pytest.approx(0.3)  # pinned() gave the coefficient back
+
+
+@pytest.mark.parametrize("problem_fn,forward", [
+    (ae_problem, lambda m, x: [m(x)]),
+    (told_problem, told_rollout),
+])
+def test_hard_masks_with_means_compute_what_the_folded_pruned_model_computes(problem_fn, forward):
+    problem = problem_fn()
+    groups = build_groups(problem)
+    order = ranking(problem, groups)
+    means = consumer_means(problem, groups)
+    widths = kept_widths({g.label: 0.2 + 0.05 * i for i, g in enumerate(groups)}, groups)
+    pruned, _, replaced = harden_with_means(problem, groups, order, widths, means)
+    assert replaced and all(len(idxs) == len(values) > 0 for idxs, values in replaced.values())
+    x = problem.example_inputs
+    with SoftMasks(problem.model, groups, order, temperature=0, means=means) as masks, torch.no_grad():
+        masks.set_widths(widths)
+        masked = forward(problem.model, x)
+    with torch.no_grad():
+        physical = forward(pruned, x)
+    for a, b in zip(masked[:-1] if problem_fn is told_problem else masked, physical):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_mean_replacement_is_the_least_squares_constant_for_the_next_layer():
+    x = torch.rand(256, 64)
+    problem = ae_problem(surrogate=lambda model, step: (model(x) - x).pow(2).mean())
+    groups = build_groups(problem)
+    order = ranking(problem, groups, "magnitude")
+    widths = {g.label: (24 if g.label == "encoder.0" else g.width) for g in groups}  # half of the first hidden layer
+    means = consumer_means(problem, groups)
+    dense, errors = problem.model.encoder[:3](x).detach(), {}
+    for name, given in (("zero", None), ("mean", means)):
+        pruned, _, _ = harden_with_means(problem, groups, order, widths, given)
+        errors[name] = float((pruned.encoder[:3](x).detach() - dense).pow(2).mean())
+    assert errors["mean"] < errors["zero"]

@@ -157,3 +157,21 @@ def test_proposal_term_sees_a_worse_policy_only(tmp_path):
     added = [with_term - without for with_term, without in zip(terms[1.0], terms[0.0])]
     assert added[0] == pytest.approx(0.0, abs=1e-9) and added[1] == pytest.approx(0.0, abs=1e-9)
     assert added[2] > 1e-3
+
+
+@pytest.mark.parametrize("method", ["grid", "gradient"])
+def test_mean_replacement_reaches_the_pruned_target_too(tiny_usecase, method):
+    dense_agent = tiny_usecase.agent()
+    saved = copy.deepcopy(dense_agent.target.state_dict())
+    dense_agent.target.load_state_dict(dense_agent.model.state_dict())
+    try:
+        problem = tiny_usecase.problem(tiny_usecase.load(), 0, latent_prunable=True)
+        options = tiny_usecase.method_options(method, {**FAST[method], "mean_replacement": True})
+        result = get_method(method)(problem, 0.5, eps=0.02, seed=0, **options)
+        assert result.in_band and result.replaced
+        agent = tiny_usecase.pruned_agent(result)
+    finally:
+        dense_agent.target.load_state_dict(saved)
+    for (name, a), b in zip(agent.model.named_parameters(), agent.target.parameters()):
+        torch.testing.assert_close(a, b, msg=name)  # a target equal to the model stays equal after pruning
+    assert agent.plan(tiny_usecase.visits().obs[0], eval_mode=True, step=agent.step).shape == (1,)

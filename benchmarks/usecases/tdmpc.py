@@ -35,7 +35,7 @@ from agents.tdmpc.planner import INITIAL_STD, planning_horizon
 from agents.tdmpc.train import evaluate
 from benchmarks.usecases.base import UseCase, register_usecase
 from envs import make_env
-from pruning import PruneResult, PruningProblem, count_macs, weight_masks
+from pruning import PruneResult, PruningProblem, count_macs, fold_replacement, weight_masks
 
 EVAL_SEED = 10_000
 """Evaluation episodes of cell seed s reset the env with EVAL_SEED + 100 s + i (never used in training)."""
@@ -178,7 +178,7 @@ class TDMPCUseCase(UseCase):
         dense_target = self.agent().target
         if result.history:
             example = {"obs": self.visits().obs[:4], "action": self.visits().actions[:4]}
-            target = replay_on_target(dense_target, result.history, example)
+            target = replay_on_target(dense_target, result.history, example, result.replaced)
         else:
             target = masked_like(dense_target, result.model)
         agent.reset_training_state(target)
@@ -343,9 +343,11 @@ def masked_like(target: TOLD, masked: nn.Module) -> TOLD:
     return target
 
 
-def replay_on_target(target: TOLD, history: list, example_inputs: dict) -> TOLD:
-    """Apply a pruned model's torch-pruning history to (a copy of) its target network."""
+def replay_on_target(target: TOLD, history: list, example_inputs: dict, replaced: dict | None = None) -> TOLD:
+    """Apply a pruned model's mean replacement (if any) and torch-pruning history to (a copy of) its target
+    network."""
     target = copy.deepcopy(target).requires_grad_(True)  # tracing follows autograd: frozen layers would be missed
+    fold_replacement(target, replaced or {})
     graph = tp.DependencyGraph().build_dependency(target, example_inputs, forward_fn=trace_forward)
     graph.load_pruning_history(history)
     return target
