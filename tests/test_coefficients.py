@@ -42,18 +42,23 @@ def test_history_replays_on_a_target_network():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("with_means", [False, True])
 @pytest.mark.parametrize("problem_fn,forward", [
     (ae_problem, lambda m, x: [m(x)]),
     (told_problem, told_rollout),
 ])
-def test_hard_masks_compute_exactly_what_the_pruned_model_computes(problem_fn, forward):
+def test_hard_masks_compute_exactly_what_the_pruned_model_computes(problem_fn, forward, with_means):
+    """Also with mean replacement: masks mixing in the means == the pruned model with means folded in."""
     problem = problem_fn()
     groups = build_groups(problem)
     order = ranking(problem, groups)
+    means = consumer_means(problem, groups) if with_means else None
     coeffs = {g.label: 0.2 + 0.05 * i for i, g in enumerate(groups)}
-    pruned, _ = harden(problem, groups, order, coeffs)
+    pruned, _, replaced = harden_with_means(problem, groups, order, kept_widths(coeffs, groups), means)
+    assert bool(replaced) == with_means
+    assert all(len(idxs) == len(values) > 0 for idxs, values in replaced.values())
     x = problem.example_inputs
-    with SoftMasks(problem.model, groups, order, init=coeffs, temperature=0), torch.no_grad():
+    with SoftMasks(problem.model, groups, order, init=coeffs, temperature=0, means=means), torch.no_grad():
         masked = forward(problem.model, x)
     with torch.no_grad():
         physical = forward(pruned, x)
@@ -151,28 +156,6 @@ def test_straight_through_masks_are_hard_forward_and_soft_backward():
     mask.sum().backward()
     assert float(masks.c[group.label].grad) < 0
     assert float(masks.c[group.label].detach()) == pytest.approx(0.3)  # pinned() gave the coefficient back
-
-
-@pytest.mark.parametrize("problem_fn,forward", [
-    (ae_problem, lambda m, x: [m(x)]),
-    (told_problem, told_rollout),
-])
-def test_hard_masks_with_means_compute_what_the_folded_pruned_model_computes(problem_fn, forward):
-    problem = problem_fn()
-    groups = build_groups(problem)
-    order = ranking(problem, groups)
-    means = consumer_means(problem, groups)
-    widths = kept_widths({g.label: 0.2 + 0.05 * i for i, g in enumerate(groups)}, groups)
-    pruned, _, replaced = harden_with_means(problem, groups, order, widths, means)
-    assert replaced and all(len(idxs) == len(values) > 0 for idxs, values in replaced.values())
-    x = problem.example_inputs
-    with SoftMasks(problem.model, groups, order, temperature=0, means=means) as masks, torch.no_grad():
-        masks.set_widths(widths)
-        masked = forward(problem.model, x)
-    with torch.no_grad():
-        physical = forward(pruned, x)
-    for a, b in zip(masked[:-1] if problem_fn is told_problem else masked, physical):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_mean_replacement_is_the_least_squares_constant_for_the_next_layer():
