@@ -57,6 +57,14 @@ def test_list_and_groups() -> None:
     assert proc.returncode == 0 and "inter" in proc.stdout and "encoder" in proc.stdout
 
 
+def test_a_task_without_shipped_agent_names_its_train_command() -> None:
+    proc = run("groups", "--model", "tdmpc-finger-spin")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "ctrlprune train tdmpc --task finger-spin" in proc.stderr
+    proc = run("groups", "--model", "tdmpc-nope")
+    assert proc.returncode == 2 and "unknown task 'nope'" in proc.stderr and "walker-walk" in proc.stderr
+
+
 def test_tiny_tdmpc_training_through_the_cli(tmp_path) -> None:
     proc = run("train", "tdmpc", "--task", "cartpole-swingup", "--seed", "3", "--steps", "1000", "--preset", "tiny",
                "--out", str(tmp_path), "--eval-freq", "1000", "--eval-episodes", "1", "--save-freq", "500",
