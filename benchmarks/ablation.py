@@ -31,6 +31,7 @@ class Variant:
     metric: float
     spread: float
     surrogate: float | None
+    diagnostics: dict[str, float]
 
     def __repr__(self) -> str:
         return f"Variant({self.name!r}, sparsity={self.sparsity:.3f}, metric={self.metric:.2f} ± {self.spread:.2f})"
@@ -117,15 +118,21 @@ def ablate(usecase: UseCase, widths_text: str, seed: int, latent_prunable: bool,
                 surrogate = float(problem.surrogate(model, -1))
         torch.manual_seed(seed)
         metric, spread = usecase.evaluate(model, seed)
-        rows.append(Variant(name, widths, 1.0 - params.hard_params(widths) / params.dense, metric, spread, surrogate))
+        rows.append(Variant(name, widths, 1.0 - params.hard_params(widths) / params.dense, metric, spread, surrogate,
+                            usecase.diagnostics(model, seed)))
     return rows
 
 
 def ablation_table(rows: list[Variant], metric_name: str) -> str:
-    """Markdown: one row per variant with sparsity, metric and the surrogate on held-out data."""
-    lines = [f"| variant | sparsity | {metric_name} | surrogate (held-out) | widths |", "|---|---|---|---|---|"]
+    """Markdown: one row per variant with sparsity, metric, the surrogate on held-out data and the use case's
+    diagnostics (e.g. planner regret)."""
+    extra = list(dict.fromkeys(k for r in rows for k in r.diagnostics))
+    header = ["variant", "sparsity", metric_name, "surrogate (held-out)", *extra, "widths"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         surrogate = "" if r.surrogate is None else f"{r.surrogate:.4f}"
+        diagnostics = [f"{r.diagnostics[k]:.4f}" if k in r.diagnostics else "" for k in extra]
         widths = " ".join(f"{k}:{v}" for k, v in r.widths.items())
-        lines.append(f"| {r.name} | {r.sparsity:.3f} | {r.metric:.2f} ± {r.spread:.2f} | {surrogate} | {widths} |")
+        cells = [r.name, f"{r.sparsity:.3f}", f"{r.metric:.2f} ± {r.spread:.2f}", surrogate, *diagnostics, widths]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

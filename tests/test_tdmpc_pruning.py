@@ -96,6 +96,22 @@ def test_surrogate_scores_the_reward_part_in_its_own_units(tmp_path):
     assert with_term - without == pytest.approx(4.0, rel=1e-4)  # (-c - c)^2 / c^2
 
 
+def test_planner_regret_is_zero_for_the_same_choices_only(tmp_path):
+    agent = agent_with_reward_spread(tmp_path / "agent.pt")
+    with torch.no_grad():
+        for head in (agent.model.q1, agent.model.q2):  # a critic that tells actions apart
+            head[-1].weight.normal_()
+    save_agent(tmp_path / "agent.pt", agent, "cartpole-swingup")
+    shifted, flipped = copy.deepcopy(agent.model), copy.deepcopy(agent.model)
+    with torch.no_grad():
+        shifted.reward[-1].bias.add_(3.0)  # every sequence gains the same value: the planner chooses the same
+        flipped.reward[-1].weight.neg_()  # the planner chooses other sequences
+    usecase = get_usecase("tdmpc-cartpole-swingup", str(tmp_path / "agent.pt"), calib_episodes=1)
+    regret = [usecase.diagnostics(model, seed=0)["planner_regret"] for model in (agent.model, shifted, flipped)]
+    assert regret[0] == 0.0 and regret[1] == pytest.approx(0.0, abs=1e-5)
+    assert abs(regret[2]) > 1e-3
+
+
 def test_pruned_target_keeps_the_dense_targets_own_weights(tiny_usecase):
     dense_agent = tiny_usecase.agent()
     with torch.no_grad():

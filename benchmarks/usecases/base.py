@@ -64,6 +64,10 @@ class UseCase(ABC):
         """Side data kept with a cell for figures (e.g. reconstructions); empty by default."""
         return {}
 
+    def diagnostics(self, model: nn.Module, seed: int) -> dict[str, float]:
+        """Cheap scores of a pruned model that `ctrlprune ablate` shows next to its metric; empty by default."""
+        return {}
+
     def method_options(self, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Options a method runs with on this task: the task's defaults, then `overrides` (a suite's)."""
         return {**self.method_defaults.get(method, {}), **(overrides or {})}

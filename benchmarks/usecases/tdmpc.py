@@ -41,6 +41,8 @@ EVAL_SEED = 10_000
 """Evaluation episodes of cell seed s reset the env with EVAL_SEED + 100 s + i (never used in training)."""
 CALIB_SEED = 20_000
 """Episodes whose visited states feed the surrogate and the grid's validation returns."""
+REGRET_STATES = 200
+"""About this many visited states (evenly spaced) score the planner regret of `ctrlprune ablate`."""
 
 
 def default_checkpoint(task: str) -> Path:
@@ -332,6 +334,23 @@ class TDMPCUseCase(UseCase):
                 ref = zd if kept is None or zp.shape[1] == zd.shape[1] else zd[:, kept]
                 errors.append(((zp - ref).norm(dim=1) / ref.norm(dim=1).clamp_min(1e-8)).mean())
         return {"rollout_error": float(torch.stack(errors).mean())}
+
+
+    def diagnostics(self, model: nn.Module, seed: int) -> dict[str, float]:
+        """`planner_regret`: how much lower the dense critic, min(Q1, Q2), values the first action that the
+        pruned model's planner takes than the dense planner's own, averaged over about REGRET_STATES visited
+        states, each planned from scratch (the same RNG seed for both planners)."""
+        return {"planner_regret": float((self._plan_values(self.agent().model, seed)
+                                         - self._plan_values(model, seed)).mean())}
+
+    def _plan_values(self, model: TOLD, seed: int) -> torch.Tensor:
+        """The dense critic's min(Q1, Q2) of the first action `model`'s planner takes at each regret state."""
+        agent, dense, obs = self.wrap(model), self.agent().model, self.visits().obs
+        states = obs[:: max(1, len(obs) // REGRET_STATES)]
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            actions = torch.stack([agent.plan(o, eval_mode=True, step=agent.step, t0=True) for o in states])
+            return torch.min(*dense.Q(dense.h(states), actions)).squeeze(1)
 
 
 def masked_like(target: TOLD, masked: nn.Module) -> TOLD:
