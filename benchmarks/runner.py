@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from agents.tdmpc.model import native_bf16
 from benchmarks.stability import kept_indices, linear_cka, mean_cosine
 from benchmarks.store import Cell, ResultStore, fingerprint, write_atomic
 from benchmarks.suite import Suite, import_plugins, suite_to_dict
@@ -257,5 +258,6 @@ def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: 
     its wall time and the machine."""
     info = {"suite": suite_to_dict(suite), "command": command, "cells_computed": computed,
             "wall_seconds": round(seconds, 1), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
-            "machine": platform.machine(), "cpus": os.cpu_count()}
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16()}
     write_atomic(store.root / "run.json", json.dumps(info, indent=1))

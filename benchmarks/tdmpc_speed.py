@@ -17,6 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from agents.tdmpc import TDMPC, ReplayBuffer, TDMPCConfig, preset
+from agents.tdmpc.model import native_bf16
 from envs import make_env
 from envs.dmc import PHYSICS_STEPS_PER_EPISODE
 
@@ -98,13 +99,18 @@ def measure(name: str, cfg: TDMPCConfig, task: str, repeats: int, gflops: float)
                     plan_gf / gflops * 1e3, update_gf / gflops * 1e3)
 
 
+def _yes_no(flag: bool | None) -> str:
+    return "not recorded" if flag is None else ("yes" if flag else "no (bf16 is emulated)")
+
+
 def to_markdown(rows: list[SpeedRow], meta: dict) -> str:
     """Report table plus how it was measured."""
     head = ["config", "params", "plan ms", "update ms", "env ms", "env steps/s", "min / 100k",
             "plan GFLOP", "update GFLOP", "plan roofline ms", "update roofline ms"]
     lines = ["# TD-MPC speed", "",
              f"`{meta['command']}` on {meta['nproc']} cores, {meta['threads']} torch thread(s), "
-             f"torch {meta['torch']}, task {meta['task']}, {meta['time']}.",
+             f"torch {meta['torch']}, task {meta['task']}, {meta['time']}; CPU kernels "
+             f"{meta.get('cpu_capability', '?')}, native bf16: {_yes_no(meta.get('native_bf16'))}.",
              "Measured fp32 matmul rate (1024x1024): "
              + ", ".join(f"**{g:.0f} GFLOP/s** with {n} thread(s)" for n, g in meta["gflops_by_threads"].items())
              + f"; the roofline columns divide each call's counted FLOPs by the {meta['threads']}-thread rate.",
@@ -141,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
             "nproc": os.cpu_count(), "threads": args.threads, "torch": torch.__version__, "task": args.task,
             "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gflops": gflops,
             "gflops_by_threads": rates,
-            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16()}
     rows = []
     for item in args.configs.split(","):
         name, precision = item.split("/")

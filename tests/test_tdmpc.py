@@ -1,5 +1,6 @@
 """TD-MPC: model structure, planning, learning, checkpoints and resumable training (tiny preset)."""
 import csv
+import warnings
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import torch_pruning as tp
 
 from agents.tdmpc import (COMPONENTS, TDMPC, TOLD, ReplayBuffer, load_agent, output_layers, preset,
                           save_agent, trace_forward)
+import agents.tdmpc.model as model_module
 from agents.tdmpc.checkpoint import save_resume
 from agents.tdmpc.report import RunSummary, replace_table, summarize, table, targets
 from agents.tdmpc.train import TrainArgs, evaluate, train
@@ -99,6 +101,18 @@ def test_bf16_updates_keep_fp32_weights_and_bad_precision_is_refused():
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     with pytest.raises(ValueError, match="fp32"):
         preset("tiny", precision="fp16")
+
+
+@pytest.mark.parametrize("precision,native,warns", [("bf16", False, True), ("bf16", True, False),
+                                                     ("fp32", False, False)])
+def test_loading_a_bf16_agent_warns_only_where_bf16_is_emulated(tmp_path, monkeypatch, precision, native, warns):
+    save_agent(tmp_path / "agent.pt", TDMPC(preset("tiny", precision=precision), 5, 1), "cartpole-swingup")
+    monkeypatch.setattr(model_module, "native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_agent(tmp_path / "agent.pt", task="cartpole-swingup")
+    emulated = [w for w in caught if "no native bf16" in str(w.message)]
+    assert len(emulated) == warns and (not warns or "agent.pt" in str(emulated[0].message))
 
 
 def test_buffer_slices_stay_inside_episodes():

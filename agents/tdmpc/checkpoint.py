@@ -11,6 +11,7 @@ from typing import Any
 from agents.checkpoint import CheckpointError, atomic_save, check_config, load_checkpoint
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.config import TDMPCConfig
+from agents.tdmpc.model import warn_if_emulated_bf16
 
 __all__ = ["AGENT_KIND", "FORMAT_VERSION", "RESUME_KIND", "CheckpointError", "atomic_save", "load_agent",
            "load_resume", "save_agent", "save_resume"]
@@ -47,6 +48,7 @@ def load_agent(path: Path, task: str | None = None, cfg: TDMPCConfig | None = No
     agent.model.load_state_dict(data["model"])
     agent.target.load_state_dict(data["model"])
     agent.step = int(data["step"])
+    warn_if_emulated_bf16(agent.cfg.precision, f"the agent in {path}")
     return agent
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 import torch.nn as nn
@@ -77,6 +78,24 @@ class TOLD(nn.Module):
         return (f"TOLD(obs={self.obs_dim}, act={self.act_dim}, enc={enc}, "
                 f"latent={self.encoder[-1].out_features}, mlp={self.dynamics[0].out_features}, "
                 f"params={params:,})")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX). Without it, bf16 autocast is
+    emulated and runs several times slower than fp32 (`python -m benchmarks.tdmpc_speed` measures both)."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(probe is None for probe in probes):
+        return True  # this torch cannot tell: assume the hardware is fine rather than warn wrongly
+    return any(probe() for probe in probes if probe is not None)
+
+
+def warn_if_emulated_bf16(precision: str, what: str) -> None:
+    """Warn once per call site that `what` runs in bf16 on a CPU that only emulates it."""
+    if precision == "bf16" and not native_bf16():
+        warnings.warn(f"{what} runs in bf16 (bfloat16 autocast), but this CPU has no native bf16 "
+                      "(AVX512-BF16 or AMX): it plans and updates several times slower than in fp32, and "
+                      "wall times (search_seconds, cell_seconds, latency_ms_*) are not comparable with those "
+                      "measured on a CPU that has it", RuntimeWarning, stacklevel=3)
 
 
 def compute_precision(precision: str) -> contextlib.AbstractContextManager:

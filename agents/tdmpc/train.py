@@ -20,6 +20,7 @@ from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.buffer import ReplayBuffer
 from agents.tdmpc.checkpoint import load_resume, save_agent, save_resume
 from agents.tdmpc.config import PRECISIONS, PRESETS, TDMPCConfig, preset
+from agents.tdmpc.model import warn_if_emulated_bf16
 from envs.registry import make_env
 
 AGENT_FILE, RESUME_FILE, EVAL_FILE, LOG_FILE = "agent.pt", "resume.pt", "eval.csv", "train.log"
@@ -146,6 +147,7 @@ class Trainer:
         self.args, self.out = args, args.output_dir()
         self.out.mkdir(parents=True, exist_ok=True)
         self.cfg: TDMPCConfig = preset(args.preset, **({"precision": args.precision} if args.precision else {}))
+        warn_if_emulated_bf16(self.cfg.precision, f"training on {args.task}")
         self.env, self.eval_env = make_env(args.task, args.seed), make_env(args.task, args.seed)
         self.repeat = action_repeat(self.env)
         obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
