@@ -126,7 +126,7 @@ class Worker:
         }
         extras = self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite) else {}
         row["cell_seconds"] = time.perf_counter() - started
-        return row, {**extras, "search": _plain(result.info) if result else {}}
+        return row, {**extras, "search": _plain(result.info) if result else {}, "machine": machine_info()}
 
 
 def _plain(info: dict[str, Any]) -> dict[str, Any]:
@@ -253,11 +253,16 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
     return store
 
 
+def machine_info() -> dict[str, Any]:
+    """What the wall-time columns depend on: torch version, architecture, cores, torch's CPU kernels and
+    whether the CPU does bf16 natively. Stored in run.json and with every cell (a cell may run elsewhere)."""
+    return {"torch": str(torch.__version__), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16()}
+
+
 def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: int, command: str) -> None:
     """run.json: the suite as run, the command that ran it ("" from Python), how many cells this run computed,
     its wall time and the machine."""
     info = {"suite": suite_to_dict(suite), "command": command, "cells_computed": computed,
-            "wall_seconds": round(seconds, 1), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
-            "machine": platform.machine(), "cpus": os.cpu_count(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16()}
+            "wall_seconds": round(seconds, 1), "threads": torch.get_num_threads(), **machine_info()}
     write_atomic(store.root / "run.json", json.dumps(info, indent=1))

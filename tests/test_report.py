@@ -37,7 +37,10 @@ def test_reproduce_line_names_the_suite_file_given_as_a_path(tmp_path, pendulum)
     assert main(["--plugin", "examples.pendulum_mlp", "bench", "--suite", str(toml), "--out", str(out), "--quiet",
                  "--methods", "tp-magnitude"]) == 0
     command = f"ctrlprune --plugin examples.pendulum_mlp bench --suite '{toml}' --methods tp-magnitude --out {out}"
-    assert json.loads((out / "tiny" / "run.json").read_text())["command"] == command
+    run = json.loads((out / "tiny" / "run.json").read_text())
+    assert run["command"] == command and isinstance(run["native_bf16"], bool) and run["cpu_capability"]
+    cell = json.loads(next((out / "tiny" / "cells").glob("*tp-magnitude*.json")).read_text())
+    assert cell["extra"]["machine"] == {k: run[k] for k in ("torch", "machine", "cpus", "cpu_capability", "native_bf16")}
     assert main(["report", str(out / "tiny")]) == 0
     whole = f"ctrlprune --plugin examples.pendulum_mlp bench --suite '{toml}' --out {out}"
     page = (out / "tiny" / "report.md").read_text()
