@@ -17,7 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from agents.tdmpc import TDMPC, ReplayBuffer, TDMPCConfig, preset
-from agents.tdmpc.model import native_bf16
+from benchmarks.runner import machine_info
 from envs import make_env
 from envs.dmc import PHYSICS_STEPS_PER_EPISODE
 
@@ -144,11 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     gflops = rates.get(args.threads) or matmul_gflops()
     flags = sys.argv[1:] if argv is None else argv
     meta = {"command": " ".join(["python -m benchmarks.tdmpc_speed", *flags]),
-            "nproc": os.cpu_count(), "threads": args.threads, "torch": torch.__version__, "task": args.task,
+            "nproc": os.cpu_count(), "threads": args.threads, "task": args.task,
             "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gflops": gflops,
             "gflops_by_threads": rates,
-            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16()}
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()), **machine_info()}
     rows = []
     for item in args.configs.split(","):
         name, precision = item.split("/")
