@@ -115,6 +115,26 @@ def test_loading_a_bf16_agent_warns_only_where_bf16_is_emulated(tmp_path, monkey
     assert len(emulated) == warns and (not warns or "agent.pt" in str(emulated[0].message))
 
 
+def test_bf16_without_native_kernels_matches_native_bf16_up_to_rounding(monkeypatch):
+    torch.manual_seed(0)
+    model, obs, action = TOLD(preset("tiny"), 5, 2), torch.randn(256, 5), torch.rand(256, 2) * 2 - 1
+
+    def next_latent(native: bool) -> torch.Tensor:
+        monkeypatch.setattr(model_module, "native_bf16", lambda: native)
+        with model_module.compute_precision("bf16"):
+            mode = torch.overrides._get_current_function_mode()
+            assert isinstance(mode, model_module.Bf16LinearInFp32) != native
+            return model.next(model.h(obs), action)[0]
+
+    native, emulated = next_latent(True), next_latent(False)
+    assert emulated.dtype == native.dtype == torch.bfloat16
+    assert (emulated == native).float().mean() > 0.99
+    torch.testing.assert_close(emulated, native, rtol=2 ** -7, atol=2 ** -7)  # at most one bf16 step apart
+    assert not torch.equal(emulated.float(), model.next(model.h(obs), action)[0])  # not fp32
+    emulated.float().square().mean().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.encoder.parameters())
+
+
 def test_buffer_slices_stay_inside_episodes():
     buf = filled_buffer(episodes=3, length=10)
     b = buf.sample(500)

@@ -6,6 +6,8 @@ import warnings
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from agents.tdmpc.config import TDMPCConfig
 
@@ -81,8 +83,9 @@ class TOLD(nn.Module):
 
 
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX). Without it, bf16 autocast is
-    emulated and runs several times slower than fp32 (`python -m benchmarks.tdmpc_speed` measures both)."""
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX). Without it, torch's bf16 GEMM
+    is emulated and several times slower than fp32 (`python -m benchmarks.tdmpc_speed` measures both), so
+    `compute_precision` runs bf16 Linears through `Bf16LinearInFp32` instead."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if all(probe is None for probe in probes):
         return True  # this torch cannot tell: assume the hardware is fine rather than warn wrongly
@@ -93,16 +96,44 @@ def warn_if_emulated_bf16(precision: str, what: str) -> None:
     """Warn once per call site that `what` runs in bf16 on a CPU that only emulates it."""
     if precision == "bf16" and not native_bf16():
         warnings.warn(f"{what} runs in bf16 (bfloat16 autocast), but this CPU has no native bf16 "
-                      "(AVX512-BF16 or AMX): it plans and updates several times slower than in fp32, and "
-                      "wall times (search_seconds, cell_seconds, latency_ms_*) are not comparable with those "
-                      "measured on a CPU that has it", RuntimeWarning, stacklevel=3)
+                      "(AVX512-BF16 or AMX): its Linears run as fp32 matmuls of bf16-rounded values (the same "
+                      "results up to the order of sums), slower than native bf16, so wall times "
+                      "(search_seconds, cell_seconds, latency_ms_*) are not comparable with those measured on "
+                      "a CPU that has it", RuntimeWarning, stacklevel=3)
+
+
+class Bf16LinearInFp32(TorchFunctionMode):
+    """Runs bfloat16-autocast Linears as fp32 matmuls of bf16-rounded operands, rounded back to bf16.
+
+    That is what a native bf16 GEMM computes (bf16 operands, fp32 accumulation, bf16 result), up to the
+    order of the sums; on CPUs without native bf16 it is several times faster than torch's emulated GEMM.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.linear:
+            return func(*args, **kwargs)
+        x, weight, *rest = args
+        bias = rest[0] if rest else kwargs.get("bias")
+        with torch.autocast("cpu", enabled=False):
+            out = F.linear(_bf16_rounded(x), _bf16_rounded(weight), None if bias is None else _bf16_rounded(bias))
+        return out.to(torch.bfloat16)
+
+
+def _bf16_rounded(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.bfloat16).float()
 
 
 def compute_precision(precision: str) -> contextlib.AbstractContextManager:
-    """Context in which TOLD runs: nothing for fp32, bfloat16 autocast for bf16."""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Context in which TOLD runs: nothing for fp32, bfloat16 autocast for bf16 (with its Linears as fp32
+    matmuls of bf16 values where the CPU has no native bf16, see `Bf16LinearInFp32`)."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+    if not native_bf16():
+        stack.enter_context(Bf16LinearInFp32())
+    return stack
 
 
 def _orthogonal_init(m: nn.Module) -> None:
