@@ -100,7 +100,9 @@ def measure(name: str, cfg: TDMPCConfig, task: str, repeats: int, gflops: float)
 
 
 def _yes_no(flag: bool | None) -> str:
-    return "not recorded" if flag is None else ("yes" if flag else "no (bf16 is emulated)")
+    if flag is None:
+        return "not recorded"
+    return "yes" if flag else "no (bf16 Linears run as fp32 matmuls of bf16-rounded values)"
 
 
 def to_markdown(rows: list[SpeedRow], meta: dict) -> str:
