@@ -7,6 +7,7 @@
     ctrlprune list                                         models, methods, suites, tasks
     ctrlprune plots results/ae                             regenerate every figure from metrics.csv
     ctrlprune summary results/ae                           rebuild summary.md and TensorBoard records
+    ctrlprune records results/ae                           rebuild only the TensorBoard records (tb/, tb-hparams/)
     ctrlprune report results/ae [--html]                   one page: summary tables and figures
     ctrlprune table results/ae --seeds 0 --bold-best       one column of metrics.csv as a markdown table
     ctrlprune prune --model ae --method gradient --sparsity 0.5 --out p.pt   prune once, save safely
@@ -115,7 +116,7 @@ def _finish(result_dir: Path, command: str, quiet: bool = False) -> None:
     if not quiet:
         print(summary.read_text())
         print(f"results: {result_dir / 'metrics.csv'}\nsummary: {summary}\nplots:   {', '.join(str(p) for p in plots)}")
-        print(f"TensorBoard: tensorboard --logdir {result_dir / 'tb'}")
+        print(f"TensorBoard: tensorboard --logdir {result_dir / 'tb'}  (HParams: --logdir {result_dir / 'tb-hparams'})")
 
 
 def _recorded_command(result_dir: Path) -> str:
@@ -134,6 +135,18 @@ def _recorded_command(result_dir: Path) -> str:
 
 def cmd_summary(ns: argparse.Namespace) -> int:
     _finish(Path(ns.dir), _recorded_command(Path(ns.dir)), quiet=ns.quiet)
+    return 0
+
+
+def cmd_records(ns: argparse.Namespace) -> int:
+    from benchmarks.records import write_records
+    from benchmarks.store import read_csv
+
+    path = Path(ns.dir) / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.csv in {ns.dir}; run `ctrlprune bench --suite {Path(ns.dir).name}` first")
+    tb = write_records(Path(ns.dir), read_csv(path), _recorded_command(Path(ns.dir)))
+    print(f"TensorBoard: tensorboard --logdir {tb}  (HParams: --logdir {tb.with_name('tb-hparams')})")
     return 0
 
 
@@ -361,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list models, methods, suites and tasks")
     for name, text in (("plots", "regenerate every figure from DIR/metrics.csv"),
-                       ("summary", "rebuild summary.md, TensorBoard records and plots of DIR")):
+                       ("summary", "rebuild summary.md, TensorBoard records and plots of DIR"),
+                       ("records", "rebuild only the TensorBoard records of DIR (tb/ and tb-hparams/)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("dir", type=Path, help="a suite's results folder, e.g. results/ae")
         p.add_argument("--quiet", action="store_true", help="print only file names")
@@ -426,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)  # small networks: one thread is fastest, and never oversubscribes a shared core
     handlers = {"bench": cmd_bench, "groups": cmd_groups, "list": cmd_list, "plots": cmd_plots, "summary": cmd_summary,
+                "records": cmd_records,
                 "report": cmd_report, "table": cmd_table, "prune": cmd_prune, "eval": cmd_eval, "ablate": cmd_ablate,
                 "targets": cmd_targets}
     try:
