@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from envs.mnist import load_mnist
 
 KIND = "autoencoder"
@@ -152,17 +152,39 @@ def train(args: AETrainArgs) -> Path:
     return Path(args.out)
 
 
+def config_from_dict(path: str | Path, stored: object) -> AEConfig:
+    """The `AEConfig` a checkpoint's `config` entry describes; CheckpointError (one line) when it is missing,
+    has unknown or missing fields, or a width that is not a positive integer."""
+    names = [f.name for f in fields(AEConfig)]
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path} lacks its config (the network widths {names})")
+    unknown, missing = sorted(set(stored) - set(names), key=str), [n for n in names if n not in stored]
+    if unknown or missing:
+        raise CheckpointError(f"{path}: config has unknown field(s) {unknown} and lacks {missing}; "
+                              f"an autoencoder config holds exactly {names}")
+    hidden = stored["hidden"]
+    widths = [stored["input_dim"], stored["latent"], *(hidden if isinstance(hidden, (list, tuple)) else [hidden])]
+    if not isinstance(hidden, (list, tuple)) or not all(type(w) is int and w > 0 for w in widths):
+        raise CheckpointError(f"{path}: config widths must be positive integers (hidden a list of them), "
+                              f"got {stored!r}")
+    return AEConfig(input_dim=stored["input_dim"], hidden=tuple(hidden), latent=stored["latent"])
+
+
 def load_autoencoder(path: str | Path = DEFAULT_CHECKPOINT) -> tuple[Autoencoder, dict]:
-    """Load a trained autoencoder and its training metadata (safe, weights-only)."""
+    """Load a trained autoencoder and its training metadata (safe, weights-only, digest checked)."""
     blob = load_checkpoint(path, KIND, hint="ctrlprune train ae")
-    stored = dict(blob["config"])
-    config = AEConfig(**{**stored, "hidden": tuple(stored["hidden"])})
-    model = Autoencoder(config)
-    try:
-        model.load_state_dict(blob["state_dict"])
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit {model!r}: {err}") from err
-    return model.eval(), blob.get("meta", {})
+    model = Autoencoder(config_from_dict(path, blob.get("config")))
+    state = blob.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} lacks its weights (state_dict)")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    if stored != expected:
+        wrong = sorted(set(expected) ^ set(stored), key=str) or [k for k in expected if stored[k] != expected[k]]
+        raise CheckpointError(f"{path}: weights do not fit {model!r} (differing: {wrong[:4]})")
+    model.load_state_dict(state)
+    meta = blob.get("meta", {})
+    return model.eval(), meta if isinstance(meta, dict) else {}
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -4,10 +4,21 @@ Every file is a dict `{"format": "ctrlprune", "kind": ..., "version": ..., "conf
 with `torch.save` and read back with `torch.load(weights_only=True)`, so loading never runs pickled code.
 TD-MPC files (`agents.tdmpc.checkpoint`) predate the "format" key and name it in their kind instead
 ("ctrlprune/tdmpc-agent"); they are read by the same code.
+
+Every file written here carries `content_sha256`, a sha256 over all its other entries (names, numbers,
+strings, tensor dtypes, shapes and bytes). Loading recomputes it and refuses a file whose content changed,
+and refuses floating-point tensors holding NaN or infinity (also when writing). Files written before digests
+load without that check until `python -m agents.checkpoint FILE` adds theirs. The digest is a checksum against damage, not a
+signature: whoever can edit a file can recompute it. A file re-saved only to add its digest keeps the sha256
+of its earlier bytes in `origin_sha256` (see `checkpoint_identity`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import re
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +27,8 @@ import torch
 
 FORMAT = "ctrlprune"
 VERSION = 1
+DIGEST_KEY = "content_sha256"
+ORIGIN_KEY = "origin_sha256"
 
 
 class CheckpointError(ValueError):
@@ -45,10 +58,67 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def content_digest(blob: dict[str, Any]) -> str:
+    """Hex sha256 over every entry of `blob` but its digest: keys, numbers, strings, tensor dtypes, shapes, bytes."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in blob.items() if k != DIGEST_KEY})
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Add `value` to `digest` in a form that tells apart types, nesting and order."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(digest, key)
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    elif value is None or isinstance(value, (bool, int, float, str, bytes, torch.dtype, torch.device)):
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+    else:
+        raise CheckpointError(f"cannot store a {type(value).__name__} in a checkpoint (tensors, numbers, strings, "
+                              "lists and dicts only)")
+
+
+def non_finite_tensors(blob: Any, where: str = "") -> list[str]:
+    """Names of the floating-point tensors in `blob` (nested dicts and lists) holding NaN or infinity."""
+    if isinstance(blob, torch.Tensor):
+        bad = blob.is_floating_point() and not bool(torch.isfinite(blob.detach()).all())
+        return [where or "tensor"] if bad else []
+    if isinstance(blob, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in blob.items())
+    elif isinstance(blob, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(blob))
+    else:
+        return []
+    return [name for key, value in items for name in non_finite_tensors(value, key)]
+
+
+def save_sealed(blob: dict[str, Any], path: str | Path) -> Path:
+    """Write `blob` atomically with its content digest; refuses NaN or infinite weights before writing."""
+    bad = non_finite_tensors(blob)
+    if bad:
+        raise CheckpointError(f"refusing to write {path}: non-finite values (NaN or inf) in {_names(bad)}")
+    return atomic_save({**blob, DIGEST_KEY: content_digest(blob)}, path)
+
+
 def save_checkpoint(path: str | Path, kind: str, config: dict[str, Any], **payload: Any) -> Path:
-    """Write `payload` (tensors, state dicts, numbers, strings) atomically to `path`."""
-    blob = {"format": FORMAT, "kind": kind, "version": VERSION, "config": config, **payload}
-    return atomic_save(blob, path)
+    """Write `payload` (tensors, state dicts, numbers, strings) atomically to `path`, with its digest."""
+    return save_sealed({"format": FORMAT, "kind": kind, "version": VERSION, "config": config, **payload}, path)
+
+
+def _names(names: list[str], shown: int = 4) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _is_ctrlprune(blob: Any) -> bool:
@@ -57,16 +127,52 @@ def _is_ctrlprune(blob: Any) -> bool:
     return blob.get("format") == FORMAT or str(blob.get("kind", "")).startswith(f"{FORMAT}/")
 
 
+def read_blob(path: str | Path) -> Any:
+    """`torch.load(weights_only=True)` of `path`; every failure is one CheckpointError line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        code = re.search(r"GLOBAL (\S+)", str(err))
+        if code:
+            raise CheckpointError(f"{path} holds objects that would run code when loaded ({code.group(1)}): "
+                                  "refused, nothing in it was run") from err
+        raise CheckpointError(f"{path} is truncated or corrupt, not a readable ctrlprune checkpoint "
+                              f"({_reason(err)})") from err
+    except IsADirectoryError as err:
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file") from err
+    except Exception as err:  # truncated zip, bad magic number, unreadable file, ...
+        raise CheckpointError(f"{path} is truncated or corrupt, not a readable ctrlprune checkpoint "
+                              f"({_reason(err)})") from err
+
+
+def _reason(err: BaseException) -> str:
+    """The informative line of a torch.load error (torch's weights-only errors wrap it in advice)."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
+def verify_content(path: str | Path, blob: dict[str, Any]) -> None:
+    """Refuse `blob` (read from `path`) when its digest differs or a weight is NaN or infinite (files written
+    before digests have none to check; `python -m agents.checkpoint FILE` adds it)."""
+    if DIGEST_KEY in blob and blob[DIGEST_KEY] != content_digest(blob):
+        raise CheckpointError(f"{path} was changed after it was written (content digest mismatch): refused")
+    bad = non_finite_tensors(blob)
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite values (NaN or inf) in {_names(bad)}: refused")
+
+
 def load_checkpoint(path: str | Path, kind: str, hint: str = "", version: int = VERSION) -> dict[str, Any]:
-    """Read a checkpoint of the given kind and version, refusing anything else with a clear message."""
+    """Read a checkpoint of the given kind and version after checking its digest and that its weights are
+    finite, refusing anything else with a clear message."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a directory, not a checkpoint file")
         raise CheckpointMissing(f"no checkpoint at {path}." + (f" Create it with: {hint}" if hint else ""))
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, foreign pickle, bad magic number, ...
-        raise CheckpointError(f"{path} is truncated or corrupt, not a readable ctrlprune checkpoint "
-                              f"({type(err).__name__}: {err})") from err
+    blob = read_blob(path)
     if not _is_ctrlprune(blob):
         raise CheckpointError(f"{path} is not a ctrlprune checkpoint")
     if blob.get("kind") != kind:
@@ -75,7 +181,43 @@ def load_checkpoint(path: str | Path, kind: str, hint: str = "", version: int = 
     if blob.get("version") != version:
         raise CheckpointError(f"{path} has {kind} checkpoint version {blob.get('version')}, "
                               f"this code reads version {version}")
+    verify_content(path, blob)
     return blob
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def add_digest(path: str | Path) -> bool:
+    """Re-save a checkpoint written before digests with its `content_sha256` and, as `origin_sha256`, the
+    sha256 of its current bytes; checks that every entry reads back identical. False when it has a digest."""
+    path = Path(path)
+    blob = read_blob(path)
+    if not _is_ctrlprune(blob):
+        raise CheckpointError(f"{path} is not a ctrlprune checkpoint")
+    if DIGEST_KEY in blob:
+        return False
+    before = content_digest(blob)
+    save_sealed({**blob, ORIGIN_KEY: file_sha256(path)}, path)
+    again = read_blob(path)
+    verify_content(path, again)
+    if content_digest({k: v for k, v in again.items() if k != ORIGIN_KEY}) != before:
+        raise CheckpointError(f"{path}: re-saved content differs from the original")
+    return True
+
+
+def checkpoint_identity(path: str | Path) -> str:
+    """Hex sha256 naming the checkpoint's content for result fingerprints: the sha256 of the file's bytes, or
+    for a file re-saved only to add its digest, that of the bytes before (so results made from it stay valid)."""
+    blob = read_blob(path)
+    origin = blob.get(ORIGIN_KEY) if isinstance(blob, dict) else None
+    return origin if isinstance(origin, str) else file_sha256(path)
 
 
 def check_config(path: str | Path, stored: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -84,3 +226,23 @@ def check_config(path: str | Path, stored: dict[str, Any], expected: dict[str, A
     if diff:
         details = ", ".join(f"{k}: file has {a!r}, expected {b!r}" for k, (a, b) in diff.items())
         raise CheckpointError(f"{path} config differs from the one asked for ({details})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agents.checkpoint FILE...`: add content digests to checkpoints written before them."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m agents.checkpoint", description=main.__doc__)
+    parser.add_argument("files", nargs="+", type=Path, help="ctrlprune checkpoints (*.pt)")
+    for path in parser.parse_args(argv).files:
+        try:
+            added = add_digest(path)
+        except (CheckpointError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{path}: {'digest added, content unchanged' if added else 'already has a digest'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

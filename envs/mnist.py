@@ -109,19 +109,35 @@ def _check_digest(payload: bytes, source: str) -> None:
 def ensure_data() -> Path:
     """Return the path of the verified data file, fetching it once into the cache."""
     path = data_file()
+    if path.parent.exists() and not path.parent.is_dir():
+        raise MNISTUnavailable(f"the MNIST cache folder {path.parent} is a file; point ${CACHE_ENV} at a folder")
+    if path.is_dir():
+        raise MNISTUnavailable(f"the MNIST cache path {path} is a directory, not the data file; remove it or "
+                               f"point ${CACHE_ENV} elsewhere")
     if path.exists():
         return path
     payload = _fetch_member()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        tmp.write(payload)
-    os.replace(tmp.name, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+            try:
+                tmp.write(payload)
+            except OSError:
+                Path(tmp.name).unlink(missing_ok=True)
+                raise
+        os.replace(tmp.name, path)
+    except OSError as err:
+        raise MNISTUnavailable(f"cannot write the MNIST cache {path} ({err.strerror or err}); point ${CACHE_ENV} "
+                               f"at a writable folder") from err
     return path
 
 
 def read_data_file(path: Path) -> dict[str, Split]:
-    """Verify and parse a `mnist.pkl.gz`; a corrupt or tampered file raises `MNISTUnavailable`."""
-    payload = Path(path).read_bytes()
+    """Verify and parse a `mnist.pkl.gz`; a corrupt, tampered or unreadable file raises `MNISTUnavailable`."""
+    try:
+        payload = Path(path).read_bytes()
+    except OSError as err:
+        raise MNISTUnavailable(f"cannot read the MNIST data file {path} ({err.strerror or err})") from err
     _check_digest(payload, source=str(path))
     with gzip.open(io.BytesIO(payload)) as raw:
         parts = _ArrayOnlyUnpickler(raw, encoding="latin1").load()

@@ -1,14 +1,15 @@
 """Agent checkpoints (shipped weights) and resume states, as plain dicts loaded with weights_only.
 
-Writing, safe loading and the kind/version checks are those of `agents.checkpoint`; the on-disk layout
-(top-level kind, version, task, config, obs_dim, act_dim, step, weights) is unchanged.
+Writing (with the content digest), safe loading and the kind/version/digest/finite checks are those of
+`agents.checkpoint`; the on-disk layout is top-level kind, version, task, config, obs_dim, act_dim, step,
+weights and `content_sha256`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from agents.checkpoint import CheckpointError, atomic_save, check_config, load_checkpoint
+from agents.checkpoint import CheckpointError, atomic_save, check_config, load_checkpoint, save_sealed
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.config import TDMPCConfig
 from agents.tdmpc.model import warn_if_emulated_bf16
@@ -38,7 +39,7 @@ def _header(kind: str, agent: TDMPC, task: str) -> dict[str, Any]:
 
 def save_agent(path: Path, agent: TDMPC, task: str) -> None:
     """Small shipped checkpoint: model weights, config, task, dims and agent steps trained."""
-    atomic_save({**_header(AGENT_KIND, agent, task), "model": agent.model.state_dict()}, path)
+    save_sealed({**_header(AGENT_KIND, agent, task), "model": agent.model.state_dict()}, path)
 
 
 def load_agent(path: Path, task: str | None = None, cfg: TDMPCConfig | None = None) -> TDMPC:
@@ -55,7 +56,7 @@ def load_agent(path: Path, task: str | None = None, cfg: TDMPCConfig | None = No
 def save_resume(path: Path, agent: TDMPC, task: str, extra: dict[str, Any]) -> None:
     """Everything needed to continue training: agent and optimiser states plus `extra`
     (buffer, counters, RNG state, eval history; tensors and primitives only)."""
-    atomic_save({**_header(RESUME_KIND, agent, task), "agent": agent.state_dict(), **extra}, path)
+    save_sealed({**_header(RESUME_KIND, agent, task), "agent": agent.state_dict(), **extra}, path)
 
 
 def load_resume(path: Path, task: str, cfg: TDMPCConfig) -> dict[str, Any]:
