@@ -9,7 +9,8 @@
 """
 from pruning.coefficients import (SoftMasks, coefficients_for, consumer_means, fold_replacement, harden, harden_widths,
                                   kept_widths, mean_replacement, n_removed)
-from pruning.context import SearchContext, finish, max_sparsity, prepare, solve_ratio
+from pruning.context import (SearchContext, UnusableModelError, check_usable, finish, max_sparsity, prepare,
+                             solve_ratio)
 from pruning.groups import Group, Member, build_groups, dependency_graph, format_group_table
 from pruning.problem import PruningProblem, validate_problem, validate_target
 from pruning.ranking import IMPORTANCES, ranking
@@ -20,7 +21,7 @@ from pruning.stats import count_macs, measure_latency_ms
 from pruning import baselines, grid, gradient  # noqa: F401  (registers the methods)
 from pruning.baselines import weight_masks
 from pruning.gradient import GradientConfig
-from pruning.grid import GridConfig
+from pruning.grid import DEFAULT_BUDGET, GridConfig, GridEstimate, estimate_grid
 
 __all__ = [
     "PruningProblem", "validate_problem", "validate_target",
@@ -29,8 +30,8 @@ __all__ = [
     "ParamModel", "count_params", "sparsity",
     "kept_widths", "n_removed", "coefficients_for", "harden", "harden_widths", "SoftMasks",
     "consumer_means", "mean_replacement", "fold_replacement",
-    "SearchContext", "prepare", "max_sparsity", "solve_ratio", "finish",
+    "SearchContext", "prepare", "max_sparsity", "solve_ratio", "finish", "check_usable", "UnusableModelError",
     "PruneResult", "register_method", "get_method", "list_methods",
-    "GradientConfig", "GridConfig",
+    "GradientConfig", "GridConfig", "GridEstimate", "estimate_grid", "DEFAULT_BUDGET",
     "count_macs", "measure_latency_ms", "weight_masks",
 ]

@@ -41,7 +41,8 @@ class GradientConfig:
     select: str = "heldout"
     """'heldout': keep the in-band iterate with the lowest surrogate(model, -1); 'last': the final one."""
     at_least_target: bool = True
-    """Aim at [target, target + eps] rather than the whole band, so the result never undercuts the target."""
+    """Aim at [target, target + eps] rather than the whole band |rho - target| <= eps, so the result never
+    undercuts the target; when no width vector lies in that window the search falls back to the whole band."""
     importance: str = "taylor"
     """Within-group ranking: 'taylor' (of the task surrogate), 'magnitude' or 'random'."""
     starts: tuple[str, ...] = ("uniform",)
@@ -184,6 +185,18 @@ def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> d
     return widths
 
 
+def widen_to_band(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> dict[str, int]:
+    """When no width vector lands in the one-sided window [target, target + eps] (coarse blocks), fix up
+    towards the whole band |rho - target| <= eps instead; the widths come back unchanged if that fails too."""
+    floor = ctx.floor
+    ctx.floor = None
+    try:
+        widened = fix_up(ctx, masks, widths)
+    finally:
+        ctx.floor = floor
+    return widened if ctx.in_band(ctx.hard_sparsity(widened)) else dict(widths)
+
+
 class _Tracker:
     """Keeps the best in-band hardened iterate, scored by the surrogate on held-out data."""
 
@@ -308,8 +321,11 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
             leader = min(descents, key=lambda d: tracker.start_best.get(d.name, float("inf")))
             leader.run(cfg.steps)
         widths = tracker.choice()
+        band_fallback = not ctx.acceptable(ctx.hard_sparsity(widths)) and ctx.floor is not None
+        if band_fallback:
+            widths = widen_to_band(ctx, masks, widths)
     pruned, history, replaced = harden_with_means(problem, ctx.groups, order, widths, means)
-    info = {"starts_run": {d.name: d.summary() for d in descents},
+    info = {"band_fallback": band_fallback, "starts_run": {d.name: d.summary() for d in descents},
             "heldout_best": tracker.best[0] if tracker.best else None, "best_start": tracker.best_start,
             "start_heldout": [[name, score] for name, score in tracker.start_best.items()], **asdict(cfg)}
     return finish(ctx, "gradient", pruned, measured_widths(pruned, ctx.groups),

@@ -1,18 +1,25 @@
 """Grid search over pruning coefficients, judged by the true task metric on in-band candidates only."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
 
 from pruning.coefficients import consumer_means, harden_with_means, n_removed
-from pruning.context import SearchContext, finish, measured_widths, prepare
+from pruning.context import SearchContext, UnusableModelError, check_usable, finish, measured_widths, prepare
 from pruning.groups import Group
 from pruning.problem import PruningProblem
 from pruning.ranking import ranking
 from pruning.registry import check_options, register_method
 from pruning.result import PruneResult
+
+DEFAULT_BUDGET = 256
+"""In-band candidates the component grid evaluates at most unless told otherwise."""
+ESTIMATE_DRAWS = 65_536
+"""Random combinations drawn to estimate the in-band count of a grid too large to enumerate."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,7 +29,8 @@ class GridConfig:
     step: float = 0.1
     """Spacing of the coefficient levels 0, step, 2*step, ... <= c_max."""
     budget: int | None = None
-    """Evaluate at most this many in-band candidates, chosen by a seeded shuffle (None: all)."""
+    """Evaluate at most this many in-band candidates, chosen by a seeded shuffle (None: all; the methods
+    default to DEFAULT_BUDGET for grid and 512 for grid-group)."""
     importance: str = "taylor"
     """Within-group ranking: 'taylor' (of the task surrogate), 'magnitude' or 'random'."""
     max_enumerate: int = 2_000_000
@@ -127,6 +135,50 @@ def _sample(grid: _Grid, cfg: GridConfig, generator: torch.Generator) -> tuple[t
     return torch.tensor(found, dtype=torch.long).view(-1, grid.n_axes), closest
 
 
+@dataclass
+class GridEstimate:
+    """How large a grid search is before it starts."""
+
+    axes: list[str]
+    """Names of the searched coefficients."""
+    combinations: int
+    """Level combinations of the grid."""
+    in_band: int
+    """Combinations inside the band (exact when enumerated, else estimated from a random sample)."""
+    exact: bool
+    """True when `in_band` was counted over the whole grid."""
+    evaluations: int
+    """Candidates the search would evaluate: min(in_band, budget)."""
+
+
+def _build_grid(ctx: SearchContext, per_group: bool, step: float) -> tuple[list[str], _Grid]:
+    names, axis_of = _axes(ctx, per_group)
+    return names, _Grid(ctx, axis_of, len(names), _levels(step, ctx.problem.c_max))
+
+
+def _count_in_band(grid: _Grid, cfg: GridConfig) -> tuple[int, bool]:
+    if grid.size <= cfg.max_enumerate:
+        total = 0
+        for start in range(0, grid.size, cfg.chunk):
+            total += int(grid.in_band(grid.digits(torch.arange(start, min(start + cfg.chunk, grid.size))))[0].sum())
+        return total, True
+    digits = torch.randint(len(grid.levels), (ESTIMATE_DRAWS, grid.n_axes), generator=torch.Generator().manual_seed(0))
+    return round(float(grid.in_band(digits)[0].float().mean()) * grid.size), False
+
+
+def estimate_grid(problem: PruningProblem, target: float, *, eps: float = 0.01, per_group: bool = False,
+                  **options) -> GridEstimate:
+    """Size of the `grid` (or, per_group, `grid-group`) search at this target, without evaluating anything."""
+    method = "grid-group" if per_group else "grid"
+    check_options(method, options, [f.name for f in fields(GridConfig)])
+    cfg = GridConfig(**{"budget": 512 if per_group else DEFAULT_BUDGET, **options})
+    ctx = prepare(problem, target, eps)
+    names, grid = _build_grid(ctx, per_group, cfg.step)
+    in_band, exact = _count_in_band(grid, cfg)
+    budget = in_band if cfg.budget is None else min(in_band, cfg.budget)
+    return GridEstimate(names, grid.size, in_band, exact, budget)
+
+
 def _search(problem: PruningProblem, target: float, eps: float, seed: int, options: dict, method: str,
             per_group: bool, default_budget: int | None) -> PruneResult:
     check_options(method, options, [f.name for f in fields(GridConfig)])
@@ -135,8 +187,7 @@ def _search(problem: PruningProblem, target: float, eps: float, seed: int, optio
         raise ValueError(f"method {method!r} needs problem.metric (the true task metric, higher is better)")
     ctx = prepare(problem, target, eps)
     order = ranking(problem, ctx.groups, cfg.importance, seed)
-    names, axis_of = _axes(ctx, per_group)
-    grid = _Grid(ctx, axis_of, len(names), _levels(cfg.step, problem.c_max))
+    names, grid = _build_grid(ctx, per_group, cfg.step)
     generator = torch.Generator().manual_seed(seed)
     sampled = grid.size > cfg.max_enumerate
     if sampled and cfg.budget is None:
@@ -146,10 +197,17 @@ def _search(problem: PruningProblem, target: float, eps: float, seed: int, optio
     in_band_total = len(candidates)
     if not sampled and cfg.budget is not None and len(candidates) > cfg.budget:
         candidates = candidates[torch.randperm(len(candidates), generator=generator)[:cfg.budget]]
+    log.info("%s: %d combinations, %d in band, evaluating %d", method, grid.size, in_band_total, len(candidates))
     means = consumer_means(problem, ctx.groups) if cfg.mean_replacement else None
-    best = None
+    best, skipped = None, 0
     for digits in candidates:
-        model, history, replaced = harden_with_means(problem, ctx.groups, order, grid.widths_of(digits), means)
+        widths = grid.widths_of(digits)
+        model, history, replaced = harden_with_means(problem, ctx.groups, order, widths, means)
+        try:
+            check_usable(ctx, model, widths)
+        except UnusableModelError:
+            skipped += 1
+            continue
         score = float(problem.metric(model))
         if best is None or score > best[0]:
             best = (score, model, history, replaced, digits)
@@ -157,15 +215,16 @@ def _search(problem: PruningProblem, target: float, eps: float, seed: int, optio
         best = (None, *harden_with_means(problem, ctx.groups, order, grid.widths_of(closest[1]), means), closest[1])
     score, model, history, replaced, digits = best
     info = {"axes": names, "levels": grid.levels.tolist(), "grid_size": grid.size, "sampled": sampled,
-            "in_band_candidates": in_band_total, "best_metric": score, **asdict(cfg)}
+            "in_band_candidates": in_band_total, "skipped_unusable": skipped, "best_metric": score, **asdict(cfg)}
     return finish(ctx, method, model, measured_widths(model, ctx.groups), grid.coefficients_of(digits),
-                  evaluations=len(candidates), history=history, info=info, replaced=replaced)
+                  evaluations=len(candidates) - skipped, history=history, info=info, replaced=replaced)
 
 
 @register_method("grid")
 def grid(problem: PruningProblem, target: float, *, eps: float = 0.01, seed: int = 0, **options) -> PruneResult:
-    """One coefficient per component (shared by its intra groups) plus one for the latent; exhaustive grid."""
-    return _search(problem, target, eps, seed, options, "grid", per_group=False, default_budget=None)
+    """One coefficient per component (shared by its intra groups) plus one for the latent; at most `budget`
+    (default DEFAULT_BUDGET) in-band candidates, seeded; candidates that cannot run are skipped and counted."""
+    return _search(problem, target, eps, seed, options, "grid", per_group=False, default_budget=DEFAULT_BUDGET)
 
 
 @register_method("grid-group")

@@ -41,10 +41,13 @@ class Group:
     """Every module the group touches, with the channel indices it owns."""
     prunable: bool
     """False for inter groups when the problem keeps the latent whole."""
+    block: int = 1
+    """Channels removed together: every kept width is a multiple of it (PruningProblem.round_to)."""
 
     def __repr__(self) -> str:
         return (f"Group({self.index}, {self.label!r}, width={self.width}, {self.kind}, "
-                f"components={list(self.components)}, members={len(self.members)}, prunable={self.prunable})")
+                f"components={list(self.components)}, members={len(self.members)}, prunable={self.prunable}"
+                + (f", block={self.block})" if self.block > 1 else ")"))
 
 
 def dependency_graph(model: nn.Module, problem: PruningProblem) -> tp.DependencyGraph:

@@ -14,6 +14,13 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def out_channels(module: nn.Module) -> int:
+    """Output channels of a Linear or convolution (ConvTranspose weights are (in, out / groups, ...))."""
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return module.weight.shape[1] * module.groups
+    return module.weight.shape[0]
+
+
 def sparsity(dense_params: int, params: int | float | torch.Tensor) -> float | torch.Tensor:
     """rho = 1 - params / dense_params."""
     return 1.0 - params / dense_params

@@ -10,7 +10,8 @@ import torch.nn as nn
 import torch_pruning as tp
 
 
-def _call(model: nn.Module, inputs: Any) -> Any:
+def call_model(model: nn.Module, inputs: Any) -> Any:
+    """model(**inputs) for a dict, model(*inputs) for a tuple or list, model(inputs) otherwise."""
     if isinstance(inputs, dict):
         return model(**inputs)
     if isinstance(inputs, (tuple, list)):
@@ -45,7 +46,7 @@ def measure_latency_ms(model: nn.Module, example_input: Any, repeats: int = 50, 
     with torch.inference_mode():
         for i in range(warmup + repeats):
             start = time.perf_counter()
-            _call(model, example_input)
+            call_model(model, example_input)
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pruning import count_params, get_method
+from pruning import DEFAULT_BUDGET, count_params, get_method
 from test_groups import ae_problem, told_problem, told_rollout
 
 
@@ -76,7 +76,9 @@ def test_grid_needs_a_metric_and_a_budget_for_huge_grids():
         get_method("grid")(ae_problem(), 0.5)
     problem = told_problem(metric=lambda m: 0.0)
     with pytest.raises(ValueError, match="pass a budget"):
-        get_method("grid")(problem, 0.5, max_enumerate=1000)
+        get_method("grid")(problem, 0.5, max_enumerate=1000, budget=None)
+    sampled = get_method("grid")(problem, 0.5, max_enumerate=1000)  # the default budget
+    assert sampled.info["sampled"] and sampled.info["budget"] == DEFAULT_BUDGET
     with pytest.raises(ValueError, match=r"unknown options \['steps'\]"):
         get_method("grid")(problem, 0.5, steps=3)
 
