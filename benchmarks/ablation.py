@@ -12,7 +12,7 @@ from typing import Mapping
 
 import torch
 
-from benchmarks.store import read_csv
+from benchmarks.sweep.store import read_csv
 from benchmarks.usecases import UseCase
 from pruning import GradientConfig, GridConfig, Group, ParamModel, build_groups, consumer_means, ranking
 from pruning.coefficients import harden_with_means

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from benchmarks.suite import Suite
+    from benchmarks.sweep.suite import Suite
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -49,9 +49,9 @@ def _csv_strs(text: str) -> list[str]:
 def cmd_bench(ns: argparse.Namespace) -> int:
     import dataclasses
 
-    from benchmarks.executors import make_executor
-    from benchmarks.runner import run_suite
-    from benchmarks.suite import load_suite
+    from benchmarks.sweep.executors import make_executor
+    from benchmarks.sweep.runner import run_suite
+    from benchmarks.sweep.suite import load_suite
 
     overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers}
     suite = load_suite(ns.suite, **overrides)
@@ -69,7 +69,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
 def _print_pending(suite: Suite, out: Path, fresh: bool, full_suite: Suite | None) -> int:
     """`bench --dry-run`: how many cells are done and which ones a run would compute."""
-    from benchmarks.runner import describe_cells, estimate_seconds, pending_cells
+    from benchmarks.sweep.cells import describe_cells, estimate_seconds
+    from benchmarks.sweep.runner import pending_cells
 
     cells, todo, done = pending_cells(suite, out, full_suite)
     todo = cells if fresh else todo
@@ -105,10 +106,10 @@ def _reproduce_command(ns: argparse.Namespace) -> str:
 
 def _finish(result_dir: Path, command: str, quiet: bool = False) -> None:
     """summary.md, TensorBoard records and plots from metrics.csv; print where they are."""
-    from benchmarks.plots import make_plots
+    from benchmarks.report.plots import make_plots
     from benchmarks.records import write_records
-    from benchmarks.report import write_summary
-    from benchmarks.store import read_csv
+    from benchmarks.report.summary import write_summary
+    from benchmarks.sweep.store import read_csv
 
     summary = write_summary(result_dir, command)
     write_records(result_dir, read_csv(result_dir / "metrics.csv"), command)
@@ -123,7 +124,7 @@ def _recorded_command(result_dir: Path) -> str:
     """The command run.json recorded; for older runs, the shipped suite of that name; "" when unknown."""
     import json
 
-    from benchmarks.suite import shipped_suites
+    from benchmarks.sweep.suite import shipped_suites
 
     info = result_dir / "run.json"
     recorded = json.loads(info.read_text()) if info.is_file() else {}
@@ -140,7 +141,7 @@ def cmd_summary(ns: argparse.Namespace) -> int:
 
 def cmd_records(ns: argparse.Namespace) -> int:
     from benchmarks.records import write_records
-    from benchmarks.store import read_csv
+    from benchmarks.sweep.store import read_csv
 
     path = Path(ns.dir) / "metrics.csv"
     if not path.is_file():
@@ -151,7 +152,7 @@ def cmd_records(ns: argparse.Namespace) -> int:
 
 
 def cmd_plots(ns: argparse.Namespace) -> int:
-    from benchmarks.plots import make_plots
+    from benchmarks.report.plots import make_plots
 
     for path in make_plots(ns.dir):
         print(path)
@@ -159,7 +160,7 @@ def cmd_plots(ns: argparse.Namespace) -> int:
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    from benchmarks.plots import make_plots
+    from benchmarks.report.plots import make_plots
 
     page = write_report(Path(ns.dir), make_plots(ns.dir), html=ns.html)
     print(page)
@@ -167,8 +168,8 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 
 def cmd_table(ns: argparse.Namespace) -> int:
-    from benchmarks.report import markdown_table
-    from benchmarks.store import read_csv
+    from benchmarks.report.tables import markdown_table
+    from benchmarks.sweep.store import read_csv
 
     path = Path(ns.dir) / "metrics.csv"
     if not path.is_file():
@@ -185,8 +186,8 @@ def cmd_table(ns: argparse.Namespace) -> int:
 
 def write_report(result_dir: Path, figures: list[Path], html: bool = False) -> Path:
     """DIR/report.md: the summary tables plus every figure as a relative image link (and report.html)."""
-    from benchmarks.report import suite_summary
-    from benchmarks.store import read_csv, write_atomic
+    from benchmarks.report.summary import suite_summary
+    from benchmarks.sweep.store import read_csv, write_atomic
 
     images = [f"### {p.stem.replace('_', ' ')}\n\n![{p.stem}]({p.relative_to(result_dir).as_posix()})" for p in figures]
     rows = read_csv(result_dir / "metrics.csv")
@@ -203,7 +204,7 @@ def write_report(result_dir: Path, figures: list[Path], html: bool = False) -> P
 
 def cmd_prune(ns: argparse.Namespace) -> int:
     from benchmarks.pruned import save_pruned
-    from benchmarks.suite import registered_names, validate_sparsity
+    from benchmarks.sweep.suite import registered_names, validate_sparsity
     from benchmarks.usecases import get_usecase, is_known_usecase
     from pruning import get_method
     import torch
@@ -262,7 +263,7 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
 
     from benchmarks.ablation import (ablate, ablation_table, check_width_method, method_importance, method_setting,
                                      stored_cell)
-    from benchmarks.store import write_atomic
+    from benchmarks.sweep.store import write_atomic
     from benchmarks.usecases import get_usecase
 
     options: dict = {}
@@ -290,8 +291,8 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
 
 
 def cmd_targets(ns: argparse.Namespace) -> int:
-    from benchmarks.store import write_atomic
-    from benchmarks.targets import targets_markdown
+    from benchmarks.sweep.store import write_atomic
+    from benchmarks.report.targets import targets_markdown
 
     text = targets_markdown(ns.dirs)
     print(text, end="")
@@ -326,7 +327,7 @@ def cmd_groups(ns: argparse.Namespace) -> int:
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
-    from benchmarks.suite import registered_names, shipped_suites
+    from benchmarks.sweep.suite import registered_names, shipped_suites
 
     models, methods = registered_names()
     print("models: ", ", ".join(models))
@@ -428,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ctrlprune` console script; errors are one clear line, exit code 2."""
     from agents.checkpoint import CheckpointError
-    from benchmarks.suite import SuiteError, import_plugins
+    from benchmarks.sweep.suite import SuiteError, import_plugins
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()

@@ -29,8 +29,9 @@ from tensorboard.plugins.hparams.metadata import (EXPERIMENT_TAG, PLUGIN_DATA_VE
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
 from torch.utils.tensorboard import SummaryWriter
 
-from benchmarks.report import METHOD_ORDER, suite_summary
-from benchmarks.store import Cell
+from benchmarks.report.summary import suite_summary
+from benchmarks.report.tables import METHOD_ORDER
+from benchmarks.sweep.store import Cell
 
 COLUMNS = ("metric", "achieved_sparsity", "latent_cka", "latent_cosine", "rollout_error", "params", "macs",
            "latency_ms_b1", "latency_ms_b256", "search_seconds", "evaluations", "cell_seconds")

@@ -17,7 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from agents.tdmpc import TDMPC, ReplayBuffer, TDMPCConfig, preset
-from benchmarks.runner import machine_info
+from benchmarks.sweep.worker import machine_info
 from envs import make_env
 from envs.dmc import PHYSICS_STEPS_PER_EPISODE
 

@@ -5,8 +5,8 @@ Importing this module registers
   * the use case `pendulum-mlp`: a 4-layer MLP policy with components `body` and `head`, trained in a few
     seconds by behaviour cloning of a hand-written swing-up controller and scored by episode return.
 
-    from benchmarks.runner import run_suite
-    from benchmarks.suite import Suite
+    from benchmarks.sweep.runner import run_suite
+    from benchmarks.sweep.suite import Suite
     import examples.pendulum_mlp  # noqa: F401  (registers the task and the use case)
     run_suite(Suite(name="pendulum", model="pendulum-mlp", methods=("tp-magnitude", "gradient"), sparsities=(0.3,)))
 """

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from benchmarks.ablation import component_variants, parse_widths
-from benchmarks.store import COLUMNS
+from benchmarks.sweep.store import COLUMNS
 from pruning import PruningProblem, build_groups
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.store import COLUMNS, read_csv
+from benchmarks.sweep.store import COLUMNS, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "benchmarks.cli"]

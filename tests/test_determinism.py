@@ -7,9 +7,9 @@ autoencoder's cross-process determinism is covered by the kill-and-resume test.
 import tomllib
 from pathlib import Path
 
-from benchmarks.runner import run_suite
-from benchmarks.store import TIMING_COLUMNS, read_csv
-from benchmarks.suite import load_suite
+from benchmarks.sweep.runner import run_suite
+from benchmarks.sweep.store import TIMING_COLUMNS, read_csv
+from benchmarks.sweep.suite import load_suite
 from benchmarks.usecases import list_usecases
 from pruning import list_methods
 from test_extensibility import pendulum  # noqa: F401  (fixture)

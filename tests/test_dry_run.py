@@ -25,8 +25,8 @@ def test_dry_run_lists_the_missing_cells_and_writes_nothing(tmp_path, capsys, pe
 
 
 def test_estimate_uses_the_mean_cell_time_of_each_method_and_latent_setting() -> None:
-    from benchmarks.runner import estimate_seconds
-    from benchmarks.store import Cell
+    from benchmarks.sweep.cells import estimate_seconds
+    from benchmarks.sweep.store import Cell
 
     done = [{"method": "grid", "latent_prunable": True, "cell_seconds": s} for s in (100.0, 300.0)]
     done += [{"method": "grid", "latent_prunable": False, "cell_seconds": 50.0},
@@ -36,7 +36,7 @@ def test_estimate_uses_the_mean_cell_time_of_each_method_and_latent_setting() ->
 
 
 def test_a_methods_subset_run_keeps_the_rows_of_methods_with_options(tmp_path, capsys, pendulum) -> None:
-    from benchmarks.store import read_csv
+    from benchmarks.sweep.store import read_csv
 
     toml = tmp_path / "opts.toml"
     toml.write_text('name = "opts"\nmodel = "pendulum-mlp"\nmethods = ["tp-magnitude", "grid"]\nsparsities = [0.3]\n'

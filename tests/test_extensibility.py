@@ -13,9 +13,9 @@ import torch
 import envs.registry
 import pruning.registry
 from benchmarks.cli import main
-from benchmarks.runner import run_suite
-from benchmarks.store import read_csv
-from benchmarks.suite import Suite, SuiteError, load_suite, parse_suite
+from benchmarks.sweep.runner import run_suite
+from benchmarks.sweep.store import read_csv
+from benchmarks.sweep.suite import Suite, SuiteError, load_suite, parse_suite
 from benchmarks.usecases import base as usecase_base
 from benchmarks.usecases import list_usecases
 from envs import list_tasks, make_env

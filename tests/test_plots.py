@@ -1,8 +1,8 @@
 """Figures from metrics.csv rows: one return panel per latent setting, one colour per method everywhere."""
 import matplotlib.pyplot as plt
 
-from benchmarks.plots import make_plots, metric_figure
-from benchmarks.store import COLUMNS
+from benchmarks.report.plots import make_plots, metric_figure
+from benchmarks.sweep.store import COLUMNS
 from test_report import row
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.suite import registered_names
-from benchmarks.executors import CRASH_HOOK, LocalExecutor, RayConfig, RayExecutor, cached_worker
-from benchmarks.runner import run_suite
-from benchmarks.store import TIMING_COLUMNS, read_csv
-from benchmarks.suite import Suite, load_suite
+from benchmarks.sweep.suite import registered_names
+from benchmarks.sweep.executors import CRASH_HOOK, LocalExecutor, RayConfig, RayExecutor, cached_worker
+from benchmarks.sweep.runner import run_suite
+from benchmarks.sweep.store import TIMING_COLUMNS, read_csv
+from benchmarks.sweep.suite import Suite, load_suite
 
 SUITE_TOML = """name = "ray-check"
 model = "ae"

@@ -9,7 +9,7 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.util import tensor_util
 
 from benchmarks.records import write_records
-from benchmarks.store import Cell
+from benchmarks.sweep.store import Cell
 
 
 def _row(method: str, sparsity: float, seed: int, latent: bool = True) -> dict:

@@ -3,7 +3,7 @@ import json
 import re
 
 from benchmarks.cli import _recorded_command, main
-from benchmarks.report import reproduce_line, summary_markdown, whole_suite_command
+from benchmarks.report.summary import reproduce_line, summary_markdown, whole_suite_command
 from test_extensibility import pendulum  # noqa: F401  (fixture)
 
 SUITE = 'name = "tiny"\nmodel = "pendulum-mlp"\nmethods = ["tp-magnitude", "torch-l2"]\nsparsities = [0.3]\nseeds = [0]\n'
@@ -78,7 +78,7 @@ def test_summary_shows_episode_spread_and_rollout_error_only_when_measured() -> 
 
 
 def test_return_band_pools_episodes_of_all_seeds() -> None:
-    from benchmarks.plots import _pooled, episodic
+    from benchmarks.report.plots import _pooled, episodic
 
     rows = [{"method": "gradient", "metric": m, "metric_std": s} for m, s in ((10.0, 3.0), (20.0, 3.0))]
     mean, std = _pooled(rows)
@@ -104,7 +104,7 @@ def test_summary_sums_the_recorded_cell_times() -> None:
 
 
 def test_table_command_orders_methods_and_bolds_the_best_per_latent_setting(tmp_path, capsys) -> None:
-    from benchmarks.store import COLUMNS
+    from benchmarks.sweep.store import COLUMNS
 
     rows = [row("dense", 0.0), row("gradient", 0.5, metric=850.0), row("gradient", 0.5, latent_prunable=False, metric=820.0),
             row("tp-magnitude", 0.5, metric=170.0), row("tp-magnitude", 0.5, latent_prunable=False, metric=830.0),
@@ -119,7 +119,7 @@ def test_table_command_orders_methods_and_bolds_the_best_per_latent_setting(tmp_
 
 
 def test_winning_starts_count_only_current_cells(tmp_path) -> None:
-    from benchmarks.report import winning_starts
+    from benchmarks.report.summary import winning_starts
 
     cells = tmp_path / "cells"
     cells.mkdir()

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.store import TIMING_COLUMNS, read_csv
+from benchmarks.sweep.store import TIMING_COLUMNS, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

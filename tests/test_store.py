@@ -1,7 +1,7 @@
 """The results store: atomic cells, resumable, exact rows, stale cells ignored."""
 import json
 
-from benchmarks.store import Cell, ResultStore, read_csv
+from benchmarks.sweep.store import Cell, ResultStore, read_csv
 
 
 def _row(cell: Cell, metric: float) -> dict:
@@ -62,8 +62,8 @@ class _VersionedUseCase:
 
 
 def test_bumping_a_code_version_stales_only_that_methods_cells() -> None:
-    from benchmarks.runner import cell_fingerprinter
-    from benchmarks.suite import load_suite
+    from benchmarks.sweep.cells import cell_fingerprinter
+    from benchmarks.sweep.suite import load_suite
 
     suite, usecase = load_suite("ae-tiny"), _VersionedUseCase()
     gradient, baseline = Cell("ae", "gradient", True, 0.5, 0), Cell("ae", "tp-magnitude", True, 0.5, 0)

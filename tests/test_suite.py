@@ -1,7 +1,7 @@
 """Suite configs: shipped suites parse, malformed ones fail with a message naming the field."""
 import pytest
 
-from benchmarks.suite import SuiteError, load_suite, parse_suite, shipped_suites
+from benchmarks.sweep.suite import SuiteError, load_suite, parse_suite, shipped_suites
 
 MODELS = ["ae", "tdmpc-<task>"]
 METHODS = ["tp-magnitude", "gradient"]
@@ -54,7 +54,7 @@ def test_unknown_suite_lists_shipped_ones(tmp_path) -> None:
 
 
 def test_shipped_suites_are_valid() -> None:
-    from benchmarks.suite import registered_names
+    from benchmarks.sweep.suite import registered_names
 
     for name in shipped_suites():
         load_suite(name, *registered_names())

@@ -1,5 +1,5 @@
 """The TD-MPC pruning targets judged from metrics rows."""
-from benchmarks.targets import judge
+from benchmarks.report.targets import judge
 
 LEVELS = [round(0.1 * i, 1) for i in range(1, 10)]
 

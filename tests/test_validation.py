@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.cli import main
-from benchmarks.suite import Suite, SuiteError, parse_suite
+from benchmarks.sweep.suite import Suite, SuiteError, parse_suite
 from benchmarks.usecases import is_known_usecase, list_usecases
 from pruning import list_methods
 

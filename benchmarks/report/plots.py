@@ -22,8 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.report import group_rows, mean_std, series_name  # noqa: E402
-from benchmarks.store import read_csv  # noqa: E402
+from benchmarks.report.tables import group_rows, mean_std, series_name  # noqa: E402
+from benchmarks.sweep.store import read_csv  # noqa: E402
 
 
 def episodic(rows: list[dict[str, Any]]) -> bool:

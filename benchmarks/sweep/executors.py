@@ -16,9 +16,9 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
-from benchmarks.runner import Worker, _init_process, _run_in_process
-from benchmarks.store import Cell, fingerprint
-from benchmarks.suite import Suite, suite_to_dict
+from benchmarks.sweep.worker import Worker, init_process, run_in_process
+from benchmarks.sweep.store import Cell, fingerprint
+from benchmarks.sweep.suite import Suite, suite_to_dict
 
 Finished = tuple[Cell, dict[str, Any], dict[str, Any]]
 """A finished cell: the cell, its row and its side data."""
@@ -50,12 +50,12 @@ class LocalExecutor:
 
     def run(self, suite: Suite, todo: list[Cell], workers: int) -> Iterator[Finished]:
         if workers == 1:
-            _init_process(suite, CELL_THREADS)
-            yield from (_run_in_process(c) for c in todo)
+            init_process(suite, CELL_THREADS)
+            yield from (run_in_process(c) for c in todo)
             return
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_process,
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_process,
                                  initargs=(suite, CELL_THREADS)) as pool:
-            futures = [pool.submit(_run_in_process, c) for c in todo]
+            futures = [pool.submit(run_in_process, c) for c in todo]
             for future in as_completed(futures):
                 yield future.result()
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import mean_std
-from benchmarks.store import read_csv
+from benchmarks.report.tables import mean_std
+from benchmarks.sweep.store import read_csv
 
 BASELINES = ("torch-random", "torch-l2", "tp-random", "tp-magnitude")
 

@@ -1,0 +1,88 @@
+"""The cells of a suite: which exist, how each is fingerprinted and seeded, and how to describe or time them."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from benchmarks.sweep.store import Cell, fingerprint
+from benchmarks.sweep.suite import Suite
+from benchmarks.usecases import UseCase
+
+DENSE = "dense"
+
+
+def suite_cells(suite: Suite) -> list[Cell]:
+    """All cells of a suite in report order: dense references first, then method x latent x level x seed."""
+    cells = [Cell(suite.model, DENSE, True, 0.0, seed) for seed in suite.seeds]
+    for method in suite.methods:
+        for latent in suite.latent_prunable:
+            for level in suite.sparsities:
+                cells += [Cell(suite.model, method, latent, level, seed) for seed in suite.seeds]
+    return cells
+
+
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "missing"
+
+
+def shared_settings(suite: Suite, usecase: UseCase) -> dict[str, Any]:
+    return {"model": suite.model, "checkpoint": _file_digest(usecase.checkpoint), "eps": suite.eps,
+            "model_options": suite.model_options}
+
+
+def cell_fingerprinter(suite: Suite, usecase: UseCase):
+    """Hash of everything that decides a cell's row: checkpoint bytes, tolerance, options and the version of
+    the use case's code the method depends on (absent when unversioned, so older cells stay valid)."""
+    base = shared_settings(suite, usecase)
+
+    def settings(cell: Cell) -> dict[str, Any]:
+        options = usecase.method_options(cell.method, suite.method_options.get(cell.method))
+        version = usecase.code_versions.get(cell.method)
+        return {**base, "method_options": options, **({"code_version": version} if version else {})}
+
+    return lambda cell: fingerprint(settings(cell))
+
+
+def cell_seed(cell: Cell) -> int:
+    return int(hashlib.sha256(cell.key.encode()).hexdigest()[:8], 16)
+
+
+def estimate_seconds(todo: list[Cell], done: list[dict[str, Any]]) -> tuple[float, list[str]]:
+    """Cell time `todo` would take on one worker, from the mean stored `cell_seconds` of each method and latent
+    setting (of the method alone when that setting has none); also the methods with no timed cell."""
+    times: dict[tuple[str, bool | None], list[float]] = {}
+    for row in done:
+        seconds = row.get("cell_seconds", float("nan"))
+        if seconds == seconds:
+            times.setdefault((row["method"], row["latent_prunable"]), []).append(seconds)
+            times.setdefault((row["method"], None), []).append(seconds)
+    total, unknown = 0.0, []
+    for cell in todo:
+        known = times.get((cell.method, cell.latent_prunable)) or times.get((cell.method, None))
+        if known:
+            total += sum(known) / len(known)
+        elif cell.method not in unknown:
+            unknown.append(cell.method)
+    return total, unknown
+
+
+def describe_cells(cells: list[Cell]) -> list[str]:
+    """One line per method, latent setting and set of seeds sharing the same levels, e.g.
+    "torch-l2 (latent kept), seeds 1, 2: rho 0.1, 0.3 (4 cells)"."""
+    levels: dict[tuple[str, bool, int], list[float]] = {}
+    for cell in cells:
+        levels.setdefault((cell.method, cell.latent_prunable, cell.seed), []).append(cell.target_sparsity)
+    merged: dict[tuple[str, bool, tuple[float, ...]], list[int]] = {}
+    for (method, latent, seed), lvs in levels.items():
+        merged.setdefault((method, latent, tuple(sorted(lvs))), []).append(seed)
+    lines = []
+    for (method, latent, lvs), seeds in merged.items():
+        label = method + ("" if latent or method == DENSE else " (latent kept)")
+        seed_text = ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+        rho = ", ".join(f"{lv:g}" for lv in lvs)
+        lines.append(f"{label}, {seed_text}: rho {rho} ({len(lvs) * len(seeds)} cells)")
+    return lines
