@@ -12,7 +12,7 @@ from typing import Mapping
 
 import torch
 
-from benchmarks.sweep.store import read_csv
+from benchmarks.sweep.store import ResultsFolder
 from benchmarks.usecases import UseCase
 from pruning import GradientConfig, GridConfig, Group, ParamModel, build_groups, consumer_means, ranking
 from pruning.coefficients import harden_with_means
@@ -54,13 +54,12 @@ def parse_widths(text: str, groups: list[Group]) -> dict[str, int]:
 def stored_cell(result_dir: Path, method: str, sparsity: float, seed: int, latent_prunable: bool) -> tuple[str, str]:
     """(model, widths) of one cell of `result_dir/metrics.csv`."""
     check_width_method(method)
-    if not (result_dir / "metrics.csv").is_file():
-        raise FileNotFoundError(f"no {result_dir / 'metrics.csv'}; run the suite first (ctrlprune bench --suite ...)")
-    rows = [r for r in read_csv(result_dir / "metrics.csv") if r["method"] == method and r["seed"] == seed
+    folder = ResultsFolder(result_dir)
+    rows = [r for r in folder.rows() if r["method"] == method and r["seed"] == seed
             and r["latent_prunable"] == latent_prunable and abs(r["target_sparsity"] - sparsity) < 1e-9]
     if not rows:
         raise ValueError(f"no {method} cell at sparsity {sparsity}, seed {seed}, latent prunable {latent_prunable} "
-                         f"in {result_dir / 'metrics.csv'}")
+                         f"in {folder.csv_path}")
     return str(rows[0]["model"]), str(rows[0]["widths"])
 
 

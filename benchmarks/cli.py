@@ -109,10 +109,10 @@ def _finish(result_dir: Path, command: str, quiet: bool = False) -> None:
     from benchmarks.report.plots import make_plots
     from benchmarks.records import write_records
     from benchmarks.report.summary import write_summary
-    from benchmarks.sweep.store import read_csv
+    from benchmarks.sweep.store import ResultsFolder
 
     summary = write_summary(result_dir, command)
-    write_records(result_dir, read_csv(result_dir / "metrics.csv"), command)
+    write_records(result_dir, ResultsFolder(result_dir).rows(), command)
     plots = make_plots(result_dir)
     if not quiet:
         print(summary.read_text())
@@ -122,12 +122,10 @@ def _finish(result_dir: Path, command: str, quiet: bool = False) -> None:
 
 def _recorded_command(result_dir: Path) -> str:
     """The command run.json recorded; for older runs, the shipped suite of that name; "" when unknown."""
-    import json
-
+    from benchmarks.sweep.store import ResultsFolder
     from benchmarks.sweep.suite import shipped_suites
 
-    info = result_dir / "run.json"
-    recorded = json.loads(info.read_text()) if info.is_file() else {}
+    recorded = ResultsFolder(result_dir).run_info()
     if recorded.get("command"):
         return recorded["command"]
     name = recorded.get("suite", {}).get("name", result_dir.name)
@@ -141,12 +139,9 @@ def cmd_summary(ns: argparse.Namespace) -> int:
 
 def cmd_records(ns: argparse.Namespace) -> int:
     from benchmarks.records import write_records
-    from benchmarks.sweep.store import read_csv
+    from benchmarks.sweep.store import ResultsFolder
 
-    path = Path(ns.dir) / "metrics.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics.csv in {ns.dir}; run `ctrlprune bench --suite {Path(ns.dir).name}` first")
-    tb = write_records(Path(ns.dir), read_csv(path), _recorded_command(Path(ns.dir)))
+    tb = write_records(Path(ns.dir), ResultsFolder(ns.dir).rows(), _recorded_command(Path(ns.dir)))
     print(f"TensorBoard: tensorboard --logdir {tb}  (HParams: --logdir {tb.with_name('tb-hparams')})")
     return 0
 
@@ -169,16 +164,14 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 def cmd_table(ns: argparse.Namespace) -> int:
     from benchmarks.report.tables import markdown_table
-    from benchmarks.sweep.store import read_csv
+    from benchmarks.sweep.store import ResultsFolder
 
-    path = Path(ns.dir) / "metrics.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics.csv in {ns.dir}; run `ctrlprune bench --suite {Path(ns.dir).name}` first")
-    rows = read_csv(path)
+    folder = ResultsFolder(ns.dir)
+    rows = folder.rows()
     if ns.seeds is not None:
         rows = [r for r in rows if r["seed"] in ns.seeds]
     if not rows or ns.key not in rows[0]:
-        raise ValueError(f"no rows with seeds {ns.seeds} in {path}" if not rows else
+        raise ValueError(f"no rows with seeds {ns.seeds} in {folder.csv_path}" if not rows else
                          f"unknown column {ns.key!r}; metrics.csv has: {', '.join(rows[0])}")
     print(markdown_table(rows, ns.key, ns.digits, bold_best=ns.bold_best))
     return 0
@@ -187,10 +180,10 @@ def cmd_table(ns: argparse.Namespace) -> int:
 def write_report(result_dir: Path, figures: list[Path], html: bool = False) -> Path:
     """DIR/report.md: the summary tables plus every figure as a relative image link (and report.html)."""
     from benchmarks.report.summary import suite_summary
-    from benchmarks.sweep.store import read_csv, write_atomic
+    from benchmarks.sweep.store import ResultsFolder, write_atomic
 
     images = [f"### {p.stem.replace('_', ' ')}\n\n![{p.stem}]({p.relative_to(result_dir).as_posix()})" for p in figures]
-    rows = read_csv(result_dir / "metrics.csv")
+    rows = ResultsFolder(result_dir).rows()
     text = suite_summary(result_dir, rows, f"Report: {result_dir.name}", _recorded_command(result_dir))
     text += "\n## Figures\n\n" + "\n\n".join(images) + "\n"
     write_atomic(result_dir / "report.md", text)
@@ -259,11 +252,9 @@ def _model_options(pairs: list[str]) -> dict:
 
 
 def cmd_ablate(ns: argparse.Namespace) -> int:
-    import json
-
     from benchmarks.ablation import (ablate, ablation_table, check_width_method, method_importance, method_setting,
                                      stored_cell)
-    from benchmarks.sweep.store import write_atomic
+    from benchmarks.sweep.store import ResultsFolder, write_atomic
     from benchmarks.usecases import get_usecase
 
     options: dict = {}
@@ -271,8 +262,7 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
         if ns.sparsity is None or ns.widths:
             raise ValueError("with DIR, give --sparsity (and --method, --seed, --keep-latent) instead of --widths")
         model, widths = stored_cell(ns.dir, ns.method, ns.sparsity, ns.seed, not ns.keep_latent)
-        info = ns.dir / "run.json"
-        options = json.loads(info.read_text()).get("suite", {}).get("model_options", {}) if info.is_file() else {}
+        options = ResultsFolder(ns.dir).run_info().get("suite", {}).get("model_options", {})
     elif ns.model and ns.widths:
         check_width_method(ns.method)
         model, widths = ns.model, ns.widths

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.report.tables import group_rows, mean_std, series_name  # noqa: E402
-from benchmarks.sweep.store import read_csv  # noqa: E402
+from benchmarks.sweep.store import ResultsFolder  # noqa: E402
 
 
 def episodic(rows: list[dict[str, Any]]) -> bool:
@@ -158,8 +157,7 @@ def plot_reconstructions(result_dir: Path, out: Path, level: float = 0.2) -> Pat
 
 def _stored_reconstructions(result_dir: Path, level: float) -> dict[str, list]:
     grids: dict[str, list] = {}
-    for path in sorted((result_dir / "cells").glob("*.json")):
-        blob = json.loads(path.read_text())
+    for blob in ResultsFolder(result_dir).cell_blobs():
         row, extra = blob["row"], blob.get("extra", {})
         recon = extra.get("reconstructions")
         if recon is None or not (row["method"] == "dense" or math.isclose(row["target_sparsity"], level)):
@@ -183,12 +181,10 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 def make_plots(result_dir: str | Path) -> list[Path]:
     """Every figure of a suite's results folder; returns the files written."""
     result_dir = Path(result_dir)
-    csv_path = result_dir / "metrics.csv"
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"no metrics.csv in {result_dir}; run `ctrlprune bench --suite {result_dir.name}` first")
-    rows = read_csv(csv_path)
+    folder = ResultsFolder(result_dir)
+    rows = folder.rows()
     if not rows:
-        raise ValueError(f"{csv_path} has no rows yet")
+        raise ValueError(f"{folder.csv_path} has no rows yet")
     out = result_dir / "plots"
     out.mkdir(exist_ok=True)
     paths = [plot_metric(rows, out), plot_stability(rows, out), plot_search_time(rows, out), plot_latency(rows, out)]

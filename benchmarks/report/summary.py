@@ -1,14 +1,13 @@
 """The summary page of a suite (markdown), computed from its metrics.csv rows and cell files."""
 from __future__ import annotations
 
-import json
 import shlex
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from benchmarks.report.tables import cell_text, group_rows, markdown_table, search_table, series_name
-from benchmarks.sweep.store import format_row, read_csv, write_atomic
+from benchmarks.sweep.store import ResultsFolder, format_row, write_atomic
 
 MASK_NOTE = (
     "`torch-*` methods are PyTorch `torch.nn.utils.prune` masks: nothing is removed (MACs unchanged, no speed-up), "
@@ -80,11 +79,7 @@ def winning_starts(result_dir: Path, rows: list[dict[str, Any]]) -> str:
     current row, counted per series; "" when no cell records one."""
     current = {_row_key(r) for r in rows}
     counts: dict[str, Counter] = defaultdict(Counter)
-    for path in sorted((result_dir / "cells").glob("*.json")):
-        try:
-            blob = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
+    for blob in ResultsFolder(result_dir).cell_blobs():
         start = blob.get("extra", {}).get("search", {}).get("best_start")
         if start and _row_key(blob["row"]) in current:
             counts[series_name(blob["row"])][start] += 1
@@ -128,7 +123,7 @@ def suite_summary(result_dir: Path, rows: list[dict[str, Any]], title: str, comm
 
 def write_summary(result_dir: Path, command: str) -> Path:
     """Write summary.md next to metrics.csv."""
-    rows = read_csv(result_dir / "metrics.csv")
+    rows = ResultsFolder(result_dir).rows()
     path = result_dir / "summary.md"
     write_atomic(path, suite_summary(result_dir, rows, f"Suite {result_dir.name}", command))
     return path

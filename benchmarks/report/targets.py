@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report.tables import mean_std
-from benchmarks.sweep.store import read_csv
+from benchmarks.sweep.store import ResultsFolder
 
 BASELINES = ("torch-random", "torch-l2", "tp-random", "tp-magnitude")
 
@@ -84,10 +84,7 @@ def targets_markdown(result_dirs: list[Path]) -> str:
     parts = ["# TD-MPC pruning targets", "", "Judged from each suite's `metrics.csv` by `ctrlprune targets` "
              "(means over seeds; a target on cells not yet computed says so).", ""]
     for result_dir in result_dirs:
-        path = result_dir / "metrics.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"no metrics.csv in {result_dir}; run `ctrlprune bench --suite {result_dir.name}` first")
-        rows = read_csv(path)
+        rows = ResultsFolder(result_dir).rows()
         parts += [f"## {result_dir.name}", "", "| target | measured | verdict |", "|---|---|---|"]
         parts += [f"| {t} | {m} | {v} |" for t, m, v in judge(rows)] + [""]
     return "\n".join(parts)

@@ -5,7 +5,6 @@ MACs, latency, latent stability -> one row in the results store.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -14,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.sweep.cells import cell_fingerprinter, shared_settings, suite_cells
-from benchmarks.sweep.store import Cell, ResultStore, fingerprint, write_atomic
+from benchmarks.sweep.store import Cell, ResultStore, fingerprint
 from benchmarks.sweep.suite import Suite, import_plugins, suite_to_dict
 from benchmarks.sweep.worker import machine_info
 from benchmarks.usecases import get_usecase
@@ -51,7 +50,7 @@ def pending_cells(suite: Suite, root: Path = RESULTS_ROOT,
     writes nothing."""
     cells, store = suite_cells(suite), open_store(suite, root, full_suite)
     todo = store.missing(cells)
-    return cells, todo, store.rows(cells)
+    return cells, todo, store.finished_rows(cells)
 
 
 def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, workers: int | None = None,
@@ -94,4 +93,4 @@ def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: 
     its wall time and the machine."""
     info = {"suite": suite_to_dict(suite), "command": command, "cells_computed": computed,
             "wall_seconds": round(seconds, 1), "threads": torch.get_num_threads(), **machine_info()}
-    write_atomic(store.root / "run.json", json.dumps(info, indent=1))
+    store.write_run_info(info)

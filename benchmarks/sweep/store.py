@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 COLUMNS = [
     "model", "method", "latent_prunable", "target_sparsity", "achieved_sparsity", "in_band", "seed",
@@ -66,19 +66,51 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp.name, path)
 
 
-class ResultStore:
-    """Finished cells of one suite under `root` (= results/<suite>)."""
+class ResultsFolder:
+    """The read side of one suite's results folder: its metrics.csv rows, cell files and run.json. Every
+    reader of results goes through it, so only this module knows the folder's layout."""
 
-    def __init__(self, root: str | Path, fingerprint: Callable[[Cell], str], context: str = "") -> None:
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
+        self.csv_path = self.root / "metrics.csv"
+        self.run_path = self.root / "run.json"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root}, {len(list(self.cells_dir.glob('*.json')))} cell files)"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The typed rows of metrics.csv; FileNotFoundError naming the command that makes them when absent."""
+        if not self.csv_path.is_file():
+            raise FileNotFoundError(f"no metrics.csv in {self.root}; run `ctrlprune bench --suite {self.root.name}` first")
+        return read_csv(self.csv_path)
+
+    def cell_files(self) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+        """Every cell file in name order with its content (None when unreadable)."""
+        for path in sorted(self.cells_dir.glob("*.json")):
+            try:
+                yield path, json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                yield path, None
+
+    def cell_blobs(self) -> Iterator[dict[str, Any]]:
+        """The content of every readable cell file ({"row", "extra", "fingerprint", "context"}), in name order."""
+        return (blob for _, blob in self.cell_files() if blob is not None)
+
+    def run_info(self) -> dict[str, Any]:
+        """run.json of the last run (the suite as run, its command, the machine); {} when there is none."""
+        return json.loads(self.run_path.read_text()) if self.run_path.is_file() else {}
+
+
+class ResultStore(ResultsFolder):
+    """Finished cells of one suite under `root` (= results/<suite>): the write side, keyed by cell."""
+
+    def __init__(self, root: str | Path, fingerprint: Callable[[Cell], str], context: str = "") -> None:
+        super().__init__(root)
         self.fingerprint = fingerprint
         """settings hash of a cell; a stored cell with another hash is stale"""
         self.context = context
         """hash of the settings every cell of the suite shares (model, checkpoint, eps, model options)"""
-
-    def __repr__(self) -> str:
-        return f"ResultStore({self.root}, {len(list(self.cells_dir.glob('*.json')))} cell files)"
 
     def path(self, cell: Cell) -> Path:
         return self.cells_dir / f"{cell.key}.json"
@@ -113,7 +145,7 @@ class ResultStore:
     def missing(self, cells: Iterable[Cell]) -> list[Cell]:
         return [c for c in cells if self.get(c) is None]
 
-    def rows(self, cells: Iterable[Cell]) -> list[dict[str, Any]]:
+    def finished_rows(self, cells: Iterable[Cell]) -> list[dict[str, Any]]:
         """Rows of the finished cells, in the order given."""
         return [row for c in cells if (row := self.get(c)) is not None]
 
@@ -123,33 +155,23 @@ class ResultStore:
         (their fingerprint matches: e.g. not made by an older version of their method), in a stable order."""
         asked = {self.path(c).name for c in cells}
         rows = []
-        for path in self.cells_dir.glob("*.json"):
-            if path.name in asked:
-                continue
-            try:
-                blob = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if blob.get("context", self.context) == self.context and self._current(blob):
+        for path, blob in self.cell_files():
+            if path.name not in asked and blob is not None and self._current(blob):
                 rows.append(blob["row"])
         return sorted(rows, key=lambda r: (r["method"], not r["latent_prunable"], r["target_sparsity"], r["seed"]))
 
     def _current(self, blob: dict[str, Any]) -> bool:
+        """Made under this suite's shared settings (files from before contexts were recorded count as such)
+        and this cell's current fingerprint."""
+        if blob.get("context", self.context) != self.context:
+            return False
         row = blob["row"]
         cell = Cell(row["model"], row["method"], row["latent_prunable"], row["target_sparsity"], row["seed"])
         return blob.get("fingerprint") == self.fingerprint(cell)
 
     def stale(self) -> int:
         """How many stored cells were made under other settings or code versions (rerunning recomputes them)."""
-        count = 0
-        for path in self.cells_dir.glob("*.json"):
-            try:
-                blob = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                count += 1
-                continue
-            count += blob.get("context", self.context) != self.context or not self._current(blob)
-        return count
+        return sum(blob is None or not self._current(blob) for _, blob in self.cell_files())
 
     def write_csv(self, cells: Iterable[Cell]) -> Path:
         """Rebuild metrics.csv atomically: the finished `cells`, then the other stored cells of the suite."""
@@ -157,10 +179,13 @@ class ResultStore:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(format_row(r) for r in self.rows(cells) + self.other_rows(cells))
-        path = self.root / "metrics.csv"
-        write_atomic(path, buf.getvalue())
-        return path
+        writer.writerows(format_row(r) for r in self.finished_rows(cells) + self.other_rows(cells))
+        write_atomic(self.csv_path, buf.getvalue())
+        return self.csv_path
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        """Replace run.json with `info`."""
+        write_atomic(self.run_path, json.dumps(info, indent=1))
 
     def clear(self) -> None:
         """Forget every result of this suite (`--fresh`)."""
