@@ -153,12 +153,19 @@ def _data_type(value: bool | int | str) -> int:
 
 def _cell_hparams(row: dict[str, Any]) -> dict[str, bool | int | str]:
     return {"method": str(row["method"]), "latent_prunable": bool(row["latent_prunable"]),
-            "target_sparsity_pct": _step(row["target_sparsity"]), "seed": int(row["seed"])}
+            "target_sparsity_pct": _step(row["target_sparsity"]), "seed": str(row["seed"])}
 
 
 def _hparam_metrics(row: dict[str, Any]) -> dict[str, float]:
     columns = {row["metric_name"]: row.get("metric"), **{c: row.get(c) for c in HPARAM_COLUMNS}}
     return {name: float(value) for name, value in columns.items() if _finite(value)}
+
+
+def _domain_order(value: bool | int | str) -> tuple[int, Any]:
+    """Numbers and digit strings (seeds) in numeric order, other strings alphabetically."""
+    if isinstance(value, str):
+        return (0, int(value)) if value.isdigit() else (1, value)
+    return (0, value)
 
 
 def _experiment(rows: list[dict[str, Any]]) -> Summary:
@@ -169,7 +176,7 @@ def _experiment(rows: list[dict[str, Any]]) -> Summary:
         for name, value in _cell_hparams(row).items():
             values[name].add(value)
     infos = [HParamInfo(name=name, type=_data_type(next(iter(domain))),
-                        domain_discrete=ListValue(values=[_hparam_value(v) for v in sorted(domain)]))
+                        domain_discrete=ListValue(values=[_hparam_value(v) for v in sorted(domain, key=_domain_order)]))
              for name, domain in values.items()]
     metrics = [MetricInfo(name=MetricName(tag=name)) for name in (rows[0]["metric_name"], *HPARAM_COLUMNS)]
     return _plugin_summary(EXPERIMENT_TAG, HParamsPluginData(experiment=Experiment(hparam_infos=infos,

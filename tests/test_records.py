@@ -1,5 +1,7 @@
 """TensorBoard records read back with EventAccumulator: one run per method, tag order, bands, layout, text,
 typed hparams in the sibling folder."""
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,13 +94,13 @@ def test_hparams_sit_apart_typed_and_named_for_the_task(records: Path) -> None:
     experiment = _plugin_data(_load(hparams_dir), "_hparams_/experiment").experiment
     types = {h.name: h.type for h in experiment.hparam_infos}
     assert types == {"method": api_pb2.DATA_TYPE_STRING, "latent_prunable": api_pb2.DATA_TYPE_BOOL,
-                     "target_sparsity_pct": api_pb2.DATA_TYPE_FLOAT64, "seed": api_pb2.DATA_TYPE_FLOAT64}
+                     "target_sparsity_pct": api_pb2.DATA_TYPE_FLOAT64, "seed": api_pb2.DATA_TYPE_STRING}
     assert experiment.metric_infos[0].name.tag == "psnr"
     session = _load(hparams_dir / Cell("ae", "grid", False, 0.5, 1).key)
     start = _plugin_data(session, "_hparams_/session_start_info").session_start_info
     assert start.hparams["latent_prunable"].bool_value is False and start.hparams["latent_prunable"].WhichOneof("kind") == "bool_value"
     assert start.hparams["method"].string_value == "grid"
-    assert start.hparams["seed"].number_value == 1 and start.hparams["target_sparsity_pct"].number_value == 50
+    assert start.hparams["seed"].string_value == "1" and start.hparams["target_sparsity_pct"].number_value == 50
     assert _points(session, "psnr") == [(50, 16.0)]
     assert not (records / "tb" / "hparams").exists()
 
@@ -109,3 +111,11 @@ def test_rebuild_replaces_old_records(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == ["dense", "gradient", "summary"]
     assert [s for s, _ in _points(_load(tmp_path / "tb" / "gradient"), "01_psnr/mean")] == [20]
     assert len(list((tmp_path / "tb-hparams").iterdir())) == 5  # the experiment file and four sessions
+
+
+def test_browser_check_refuses_a_folder_without_records(tmp_path: Path) -> None:
+    script = Path(__file__).parents[1] / "scripts" / "check_tensorboard.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), "--out", str(tmp_path / "img")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "check_tensorboard:" in done.stderr
+    assert not (tmp_path / "img").exists()
