@@ -14,11 +14,9 @@ import torch
 
 from benchmarks.sweep.store import ResultsFolder
 from benchmarks.usecases import UseCase
-from pruning import GradientConfig, GridConfig, Group, ParamModel, build_groups, consumer_means, ranking
+from pruning import Group, ParamModel, build_groups, consumer_means, ranking
 from pruning.coefficients import harden_with_means
-
-WIDTH_METHODS = ("gradient", "grid", "grid-group")
-"""Methods whose pruned model is the dense model cut to its widths along the shared ranking."""
+from pruning.registry import WIDTH, method_info, methods_of
 
 
 @dataclass
@@ -64,14 +62,14 @@ def stored_cell(result_dir: Path, method: str, sparsity: float, seed: int, laten
 
 
 def check_width_method(method: str) -> None:
-    if method not in WIDTH_METHODS:
-        raise ValueError(f"ablate rebuilds models from widths and the shared ranking of {', '.join(WIDTH_METHODS)}; "
+    if method not in methods_of(WIDTH):
+        raise ValueError(f"ablate rebuilds models from widths and the shared ranking of {', '.join(methods_of(WIDTH))}; "
                          f"{method!r} chooses its channels its own way")
 
 
 def method_setting(usecase: UseCase, method: str, name: str):
     """Option `name` of `method` on this use case (its options, else the method's default)."""
-    default = getattr(GradientConfig if method == "gradient" else GridConfig, name)
+    default = getattr(method_info(method).config, name)
     return usecase.method_options(method).get(name, default)
 
 

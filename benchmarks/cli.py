@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ablate = sub.add_parser("ablate", help="score a grid/gradient solution with one component at a time restored")
     ablate.add_argument("dir", nargs="?", type=Path, help="a suite's results folder: the cell's widths come from its metrics.csv")
-    ablate.add_argument("--method", default="gradient", help="gradient (default), grid or grid-group")
+    ablate.add_argument("--method", default="gradient", help="a width-searching method (default: gradient; "
+                        "the shipped ones are gradient, grid and grid-group)")
     ablate.add_argument("--sparsity", type=float, help="target sparsity of the cell (with DIR)")
     ablate.add_argument("--seed", type=int, default=0, help="cell seed: ranking, surrogate data, evaluation (default 0)")
     ablate.add_argument("--keep-latent", action="store_true", help="the cell with the latent width kept")
@@ -410,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score only the given widths, without the restored-component variants")
     ablate.add_argument("--out", type=Path, help="also write the table to this markdown file")
 
-    targets = sub.add_parser("targets", help="judge the TD-MPC pruning targets from suites' metrics.csv")
+    targets = sub.add_parser("targets", help="judge the pruning targets a suite's use case declares from its metrics.csv")
     targets.add_argument("dirs", nargs="+", type=Path, help="results folders, e.g. results/tdmpc-cartpole-swingup")
     targets.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     return parser

@@ -1,5 +1,6 @@
 """The TD-MPC pruning targets judged from metrics rows."""
-from benchmarks.report.targets import judge
+from benchmarks.report.targets import judge as judge_targets
+from benchmarks.usecases.tdmpc.usecase import TDMPCUseCase
 
 LEVELS = [round(0.1 * i, 1) for i in range(1, 10)]
 
@@ -17,6 +18,10 @@ def rows(gradient: dict[float, float], baseline: float, seeds=(0, 1, 2), grid_se
                 out.append({"method": "grid", "latent_prunable": latent, "target_sparsity": level, "seed": s,
                             "metric": 90.0, "search_seconds": grid_seconds})
     return out
+
+
+def judge(rows: list[dict]) -> list[tuple[str, str, str]]:
+    return judge_targets(rows, TDMPCUseCase.targets)
 
 
 def verdicts(table: list[tuple[str, str, str]]) -> list[str]:

@@ -7,11 +7,10 @@
   sparsity;
 - `search_time.png`: mean search wall time per method (log scale);
 - `latency_vs_macs.png`: CPU latency at batch 1 and 256 against MACs;
-- `reconstructions.png` (autoencoder suites): test inputs, the dense reconstruction and each method's at 20 %.
+- the figures of the suite's use case (`UseCase.figures`), e.g. the autoencoder's `reconstructions.png`.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.report.tables import group_rows, mean_std, series_name  # noqa: E402
-from benchmarks.sweep.store import ResultsFolder  # noqa: E402
+from benchmarks.sweep.store import DENSE, ResultsFolder  # noqa: E402
+from benchmarks.usecases.base import usecase_type  # noqa: E402
 
 
 def episodic(rows: list[dict[str, Any]]) -> bool:
     """True when cells carry a spread over evaluation episodes (`metric_std`), as TD-MPC's do."""
-    return any(r.get("metric_std", 0) for r in rows if r["method"] != "dense")
+    return any(r.get("metric_std", 0) for r in rows if r["method"] != DENSE)
 
 
 def _pooled(cell_rows: list[dict[str, Any]]) -> tuple[float, float]:
@@ -41,7 +41,7 @@ def _series_curves(rows: list[dict[str, Any]], key: str,
                    pooled: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     curves = {}
     for series, by_level in group_rows(rows).items():
-        if series == "dense":
+        if series == DENSE:
             continue
         levels = sorted(by_level)
         stats = [(_pooled if pooled else lambda rs: mean_std([r[key] for r in rs]))(by_level[lv]) for lv in levels]
@@ -53,10 +53,10 @@ def _style(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Line style per series: one colour per method (the same in every panel and figure), solid with the
     latent width prunable and dashed with it kept."""
     ordered = [r for by_level in group_rows(rows).values() for cell_rows in by_level.values() for r in cell_rows]
-    methods = list(dict.fromkeys(r["method"] for r in ordered if r["method"] != "dense"))
+    methods = list(dict.fromkeys(r["method"] for r in ordered if r["method"] != DENSE))
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     return {series_name(r): {"color": colours[r["method"]], "ls": "-" if r["latent_prunable"] else "--"}
-            for r in rows if r["method"] != "dense"}
+            for r in rows if r["method"] != DENSE}
 
 
 def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str, pooled: bool = False,
@@ -65,7 +65,7 @@ def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str, pooled: boo
     for series, (x, mean, std) in _series_curves(rows, key, pooled).items():
         ax.plot(x, mean, marker="o", ms=3, label=series, **style[series])
         ax.fill_between(x, mean - std, mean + std, alpha=0.15, color=style[series]["color"])
-    dense = [r[key] for r in rows if r["method"] == "dense"]
+    dense = [r[key] for r in rows if r["method"] == DENSE]
     if dense and key == "metric":
         ax.axhline(mean_std(dense)[0], color="k", ls=":", lw=1, label="dense")
     ax.set_xlabel("target sparsity ρ*")
@@ -79,12 +79,12 @@ def plot_metric(rows: list[dict[str, Any]], out: Path) -> Path:
 def metric_figure(rows: list[dict[str, Any]]) -> plt.Figure:
     """The task metric against sparsity: one panel per latent setting present (prunable, kept), each method
     in the same colour in both."""
-    pruned = [r for r in rows if r["method"] != "dense"]
+    pruned = [r for r in rows if r["method"] != DENSE]
     settings = [lat for lat in (True, False) if any(r["latent_prunable"] == lat for r in pruned)] or [True]
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings) + 1, 4.8), sharey=True, squeeze=False)
     pooled, style = episodic(rows), _style(rows)
     for ax, latent in zip(axes[0], settings):
-        panel = [r for r in rows if r["method"] == "dense" or r["latent_prunable"] == latent]
+        panel = [r for r in rows if r["method"] == DENSE or r["latent_prunable"] == latent]
         _plot_curves(ax, panel, "metric", pooled, style)
         if len(settings) > 1:
             ax.set_title("latent width prunable" if latent else "latent width kept", fontsize=9)
@@ -110,7 +110,7 @@ def plot_stability(rows: list[dict[str, Any]], out: Path) -> Path:
 
 def plot_search_time(rows: list[dict[str, Any]], out: Path) -> Path:
     series = [(s, mean_std([r["search_seconds"] for rs in lv.values() for r in rs])[0])
-              for s, lv in group_rows(rows).items() if s != "dense"]
+              for s, lv in group_rows(rows).items() if s != DENSE]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar([s for s, _ in series], [max(t, 1e-3) for _, t in series])
     ax.set_yscale("log")
@@ -137,38 +137,19 @@ def plot_latency(rows: list[dict[str, Any]], out: Path) -> Path:
     return _save(fig, out / "latency_vs_macs.png")
 
 
-def plot_reconstructions(result_dir: Path, out: Path, level: float = 0.2) -> Path | None:
-    """Input row, dense row, then one row per method at `level` (first seed), from the stored cells."""
-    grids = _stored_reconstructions(result_dir, level)
-    if "input" not in grids:
-        return None
-    inputs = np.array(grids["input"], dtype=np.float32)
-    names = list(grids)
-    fig, axes = plt.subplots(len(names), inputs.shape[0], figsize=(inputs.shape[0] * 0.9, len(names) * 1.0))
+def image_grid(rows: dict[str, list], shape: tuple[int, int], title: str, path: Path) -> Path:
+    """One row of grey-scale images (bytes, flattened `shape`) per entry of `rows`, named on its left."""
+    names = list(rows)
+    columns = len(rows[names[0]])
+    fig, axes = plt.subplots(len(names), columns, figsize=(columns * 0.9, len(names) * 1.0), squeeze=False)
     for r, name in enumerate(names):
-        images = np.array(grids[name], dtype=np.float32)
-        for c in range(inputs.shape[0]):
-            axes[r, c].imshow(images[c].reshape(28, 28), cmap="gray", vmin=0, vmax=255)
+        images = np.array(rows[name], dtype=np.float32)
+        for c in range(columns):
+            axes[r, c].imshow(images[c].reshape(shape), cmap="gray", vmin=0, vmax=255)
             axes[r, c].axis("off")
         axes[r, 0].set_title(name, fontsize=7, loc="left")
-    fig.suptitle(f"reconstructions: dense and every method at ρ* = {level:g}", fontsize=9)
-    return _save(fig, out / "reconstructions.png")
-
-
-def _stored_reconstructions(result_dir: Path, level: float) -> dict[str, list]:
-    grids: dict[str, list] = {}
-    for blob in ResultsFolder(result_dir).cell_blobs():
-        row, extra = blob["row"], blob.get("extra", {})
-        recon = extra.get("reconstructions")
-        if recon is None or not (row["method"] == "dense" or math.isclose(row["target_sparsity"], level)):
-            continue
-        name = row["method"] + ("" if row["latent_prunable"] or row["method"] == "dense" else " (latent kept)")
-        grids.setdefault(name, recon)
-        if "inputs" in extra:
-            grids.setdefault("input", extra["inputs"])
-    if "input" not in grids or "dense" not in grids:
-        return {}
-    return {"input": grids.pop("input"), "dense": grids.pop("dense"), **grids}
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -188,5 +169,4 @@ def make_plots(result_dir: str | Path) -> list[Path]:
     out = result_dir / "plots"
     out.mkdir(exist_ok=True)
     paths = [plot_metric(rows, out), plot_stability(rows, out), plot_search_time(rows, out), plot_latency(rows, out)]
-    recon = plot_reconstructions(result_dir, out)
-    return paths + ([recon] if recon else [])
+    return paths + usecase_type(rows[0]["model"]).figures(folder, out)

@@ -7,13 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report.tables import cell_text, group_rows, markdown_table, search_table, series_name
-from benchmarks.sweep.store import ResultsFolder, format_row, write_atomic
+from benchmarks.sweep.store import DENSE, ResultsFolder, format_row, write_atomic
+from pruning.registry import MASK, methods_of
 
-MASK_NOTE = (
-    "`torch-*` methods are PyTorch `torch.nn.utils.prune` masks: nothing is removed (MACs unchanged, no speed-up), "
-    "and a masked row keeps its bias, which acts like replacing the unit by a constant; their sparsity counts "
-    "the zeroed rows and the dead input columns of the next layers."
-)
+
+def mask_note(rows: list[dict[str, Any]]) -> str:
+    """What the rows of mask methods mean (nothing removed), naming the mask methods among `rows`; "" if none."""
+    masked = [m for m in methods_of(MASK) if any(r["method"] == m for r in rows)]
+    if not masked:
+        return ""
+    return (f"{', '.join(f'`{m}`' for m in masked)} {'is a mask method' if len(masked) == 1 else 'are mask methods'}: "
+            "PyTorch `torch.nn.utils.prune` masks, nothing is removed (MACs unchanged, no speed-up), and a masked "
+            "row keeps its bias, which acts like replacing the unit by a constant; their sparsity counts the zeroed "
+            "rows and the dead input columns of the next layers.")
 
 
 def compute_line(rows: list[dict[str, Any]]) -> str:
@@ -30,7 +36,7 @@ def compute_line(rows: list[dict[str, Any]]) -> str:
 
 
 def dense_line(rows: list[dict[str, Any]]) -> str:
-    dense = [r for r in rows if r["method"] == "dense"]
+    dense = [r for r in rows if r["method"] == DENSE]
     if not dense:
         return ""
     value = cell_text(dense, "metric", 2, len(dense))
@@ -106,13 +112,12 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str, start
                 ("rollout_error", "## Relative error of 5-step latent rollouts against the dense model", 3),
                 ("latency_ms_b1", "## Latency of one planned action / batch-1 forward (ms, median)", 1)]
     for key, heading, digits in optional:
-        if any(r.get(key, 0) == r.get(key, 0) and r.get(key, 0) != 0 for r in rows if r["method"] != "dense"):
+        if any(r.get(key, 0) == r.get(key, 0) and r.get(key, 0) != 0 for r in rows if r["method"] != DENSE):
             parts += [heading, markdown_table(rows, key, digits)]
     parts += ["## Search cost", search_table(rows), compute_line(rows)]
     if starts:
         parts += ["## Winning start of the multi-start searches", starts]
-    if any(r["method"].startswith("torch-") for r in rows):
-        parts.append(MASK_NOTE)
+    parts.append(mask_note(rows))
     return "\n\n".join(p for p in parts if p) + "\n"
 
 

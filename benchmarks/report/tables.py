@@ -5,28 +5,38 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from benchmarks.sweep.store import DENSE
+from pruning.registry import display_order
+
+
 def series_name(row: dict[str, Any]) -> str:
     """Method label, marking the runs that kept the latent width."""
-    return row["method"] + ("" if row["latent_prunable"] or row["method"] == "dense" else " (latent kept)")
+    return row["method"] + ("" if row["latent_prunable"] or row["method"] == DENSE else " (latent kept)")
 
 
-METHOD_ORDER = ("dense", "torch-random", "torch-l2", "tp-random", "tp-magnitude", "grid", "grid-group", "gradient")
-"""Order of methods in tables and legends: the baselines, then the soft-coefficient searches; other methods
-(plugins) follow in the order they first appear."""
+def method_order() -> tuple[str, ...]:
+    """Order of methods in tables and legends: dense, then the registered methods in registration order."""
+    return (DENSE, *display_order())
 
 
-def _series_rank(row: dict[str, Any], seen: dict[str, int]) -> tuple[int, bool]:
-    method = row["method"]
-    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + seen.setdefault(method, len(seen))
+METHOD_ORDER = method_order()
+"""`method_order()` of the methods registered when this module was imported."""
+
+
+def series_rank(row: dict[str, Any], seen: dict[str, int]) -> tuple[int, bool]:
+    """Sort key of a row's series: its method in `method_order()` (methods not registered follow in the order
+    they first appear, counted in `seen`), the latent-prunable series before the latent-kept one."""
+    method, order = row["method"], method_order()
+    rank = order.index(method) if method in order else len(order) + seen.setdefault(method, len(seen))
     return rank, not row["latent_prunable"]
 
 
 def group_rows(rows: list[dict[str, Any]]) -> dict[str, dict[float, list[dict[str, Any]]]]:
-    """{series: {target sparsity: [rows over seeds]}}: methods in METHOD_ORDER, the latent-prunable series of
-    a method before its latent-kept one."""
+    """{series: {target sparsity: [rows over seeds]}}: methods in `method_order()`, the latent-prunable series
+    of a method before its latent-kept one."""
     grouped: dict[str, dict[float, list]] = defaultdict(lambda: defaultdict(list))
     seen: dict[str, int] = {}
-    for row in sorted(rows, key=lambda r: _series_rank(r, seen)):
+    for row in sorted(rows, key=lambda r: series_rank(r, seen)):
         grouped[series_name(row)][row["target_sparsity"]].append(row)
     return grouped
 
@@ -52,8 +62,8 @@ def cell_text(cell_rows: list[dict[str, Any]], key: str, digits: int, seeds: int
 def markdown_table(rows: list[dict[str, Any]], key: str, digits: int = 2, bold_best: bool = False) -> str:
     """A markdown table of `key` (mean ± std over seeds), one line per method, one column per level.
     `bold_best` bolds the highest mean of each column within each latent setting."""
-    grouped = {s: by_level for s, by_level in group_rows(rows).items() if s != "dense"}
-    levels = sorted({r["target_sparsity"] for r in rows if r["method"] != "dense"})
+    grouped = {s: by_level for s, by_level in group_rows(rows).items() if s != DENSE}
+    levels = sorted({r["target_sparsity"] for r in rows if r["method"] != DENSE})
     seeds = max((len(rs) for by_level in grouped.values() for rs in by_level.values()), default=0)
     best = _best_means(grouped, key) if bold_best else {}
     lines = ["| method | " + " | ".join(f"ρ={lv:g}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
@@ -88,7 +98,7 @@ def search_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| method | search seconds (mean per cell) | evaluations (mean per cell) | cell seconds (mean per cell) "
              "| cells in band |", "|---|---|---|---|---|"]
     for series, by_level in group_rows(rows).items():
-        if series == "dense":
+        if series == DENSE:
             continue
         flat = [r for rs in by_level.values() for r in rs]
         secs, _ = mean_std([r["search_seconds"] for r in flat])

@@ -5,11 +5,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from benchmarks.sweep.store import Cell, fingerprint
+from benchmarks.sweep.store import DENSE, Cell, fingerprint
 from benchmarks.sweep.suite import Suite
 from benchmarks.usecases import UseCase
-
-DENSE = "dense"
 
 
 def suite_cells(suite: Suite) -> list[Cell]:

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+DENSE = "dense"
+"""The method name of the unpruned reference rows."""
+
 COLUMNS = [
     "model", "method", "latent_prunable", "target_sparsity", "achieved_sparsity", "in_band", "seed",
     "metric_name", "metric", "metric_std", "params", "macs", "latent_cosine", "latent_cka", "rollout_error",

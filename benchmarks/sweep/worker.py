@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from agents.tdmpc.model import native_bf16
-from benchmarks.sweep.cells import DENSE, cell_seed
+from benchmarks.sweep.cells import cell_seed
 from benchmarks.sweep.stability import kept_indices, linear_cka, mean_cosine
-from benchmarks.sweep.store import Cell
+from benchmarks.sweep.store import DENSE, Cell
 from benchmarks.sweep.suite import Suite, import_plugins
 from benchmarks.usecases import UseCase, get_usecase
 from pruning import count_params, get_method
@@ -71,7 +71,7 @@ class Worker:
             **self.usecase.extra_metrics(self.dense, model, cell.seed, kept),
             **self.usecase.latency(model),
         }
-        extras = self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite) else {}
+        extras = self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite, self.usecase) else {}
         row["cell_seconds"] = time.perf_counter() - started
         return row, {**extras, "search": _plain(result.info) if result else {}, "machine": machine_info()}
 
@@ -81,9 +81,12 @@ def _plain(info: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
 
 
-def _keeps_extras(cell: Cell, suite: Suite) -> bool:
-    """Side data (e.g. reconstructions) only for the first seed at the paper's 20 % level and the dense model."""
-    return cell.seed == suite.seeds[0] and (cell.method == DENSE or abs(cell.target_sparsity - 0.2) < 1e-9)
+def _keeps_extras(cell: Cell, suite: Suite, usecase: UseCase) -> bool:
+    """Side data (e.g. reconstructions) only for the first seed, of the dense model and at the use case's
+    `extras_level`."""
+    level = usecase.extras_level
+    at_level = level is not None and abs(cell.target_sparsity - level) < 1e-9
+    return cell.seed == suite.seeds[0] and (cell.method == DENSE or at_level)
 
 
 def machine_info() -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Use case `ae`: the MNIST autoencoder, scored by PSNR on the full test set."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -10,8 +12,12 @@ from agents.autoencoder import COMPONENTS, DEFAULT_CHECKPOINT, latents, load_aut
 from benchmarks.usecases.base import UseCase, register_usecase
 from pruning import PruningProblem
 
+if TYPE_CHECKING:
+    from benchmarks.sweep.store import ResultsFolder
+
 RECON_IMAGES = 8
 """test images shown in reconstruction grids"""
+IMAGE_SHAPE = (28, 28)
 
 
 def _subset(images: torch.Tensor, size: int, seed: int) -> torch.Tensor:
@@ -32,6 +38,7 @@ class AutoencoderUseCase(UseCase):
     name = "ae"
     metric_name = "psnr"
     latent_layer = "encoder.4"
+    extras_level = 0.2
 
     def __init__(self, checkpoint: str = "", valid_images: int = 2000, calib_images: int = 2048,
                  calib_batch: int = 256) -> None:
@@ -74,3 +81,34 @@ class AutoencoderUseCase(UseCase):
             recon = model(inputs)
         as_bytes = lambda t: t.mul(255).round().to(torch.uint8).tolist()  # noqa: E731
         return {"inputs": as_bytes(inputs), "reconstructions": as_bytes(recon)}
+
+    @classmethod
+    def figures(cls, folder: ResultsFolder, out: Path) -> list[Path]:
+        """`reconstructions.png`: test inputs, the dense reconstruction and each method's at `extras_level`
+        (first seed), from the stored cells; nothing when the cells hold none."""
+        from benchmarks.report.plots import image_grid
+
+        grids = _stored_reconstructions(folder, cls.extras_level)
+        if not grids:
+            return []
+        title = f"reconstructions: dense and every method at ρ* = {cls.extras_level:g}"
+        return [image_grid(grids, IMAGE_SHAPE, title, out / "reconstructions.png")]
+
+
+def _stored_reconstructions(folder: ResultsFolder, level: float) -> dict[str, list]:
+    """{"input": images, "dense": images, series: images...} from the cells that kept reconstructions."""
+    from benchmarks.report.tables import series_name
+    from benchmarks.sweep.store import DENSE
+
+    grids: dict[str, list] = {}
+    for blob in folder.cell_blobs():
+        row, extra = blob["row"], blob.get("extra", {})
+        recon = extra.get("reconstructions")
+        if recon is None or not (row["method"] == DENSE or math.isclose(row["target_sparsity"], level)):
+            continue
+        grids.setdefault(series_name(row), recon)
+        if "inputs" in extra:
+            grids.setdefault("input", extra["inputs"])
+    if "input" not in grids or DENSE not in grids:
+        return {}
+    return {"input": grids.pop("input"), DENSE: grids.pop(DENSE), **grids}

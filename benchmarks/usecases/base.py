@@ -3,12 +3,36 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from pruning import PruningProblem, count_macs, measure_latency_ms
+
+if TYPE_CHECKING:
+    from benchmarks.sweep.store import ResultsFolder
+
+
+@dataclass(frozen=True)
+class PruningTargets:
+    """What a use case expects of its suites' results, judged by `ctrlprune targets` (benchmarks.report.targets)."""
+
+    method: str
+    """The method the targets are about."""
+    rival: str
+    """The baseline `method` must clearly beat at the `headline` level."""
+    slower: str
+    """The search whose time `method`'s must undercut by `time_ratio`."""
+    levels: tuple[float, ...]
+    """The target sparsities of a complete suite."""
+    keep: float = 0.95
+    """Fraction of the dense metric `method` keeps at every level up to `up_to`."""
+    up_to: float = 0.5
+    headline: float = 0.2
+    time_ratio: float = 0.2
 
 
 class UseCase(ABC):
@@ -24,6 +48,10 @@ class UseCase(ABC):
     """Per-method version of this use case's own code that the method's cells depend on (e.g. the surrogate
     for 'gradient'). It enters those cells' fingerprints: bump it when that code changes, so finished
     cells made with the old code are recomputed instead of resumed."""
+    extras_level: float | None = None
+    """Target sparsity whose first-seed cells keep `extras` (beside the dense cell's), for `figures`."""
+    targets: PruningTargets | None = None
+    """The targets `ctrlprune targets` judges this use case's suites against; None: none declared."""
 
     def __init__(self, checkpoint: str = "", **options: Any) -> None:
         self.checkpoint = checkpoint
@@ -63,6 +91,12 @@ class UseCase(ABC):
     def extras(self, model: nn.Module, seed: int) -> dict[str, Any]:
         """Side data kept with a cell for figures (e.g. reconstructions); empty by default."""
         return {}
+
+    @classmethod
+    def figures(cls, folder: ResultsFolder, out: Path) -> list[Path]:
+        """Figures of this use case's own (e.g. from the `extras` of stored cells) written under `out`, beside
+        the figures every suite gets; none by default."""
+        return []
 
     def diagnostics(self, model: nn.Module, seed: int) -> dict[str, float]:
         """Cheap scores of a pruned model that `ctrlprune ablate` shows next to its metric; empty by default."""
@@ -108,6 +142,13 @@ def get_usecase(name: str, checkpoint: str = "", **options: Any) -> UseCase:
         if name.startswith(f"{prefix}-"):
             return _build(name, factory, task=name[len(prefix) + 1:], checkpoint=checkpoint, **options)
     raise ValueError(f"unknown model {name!r}; valid models: {list_usecases()}")
+
+
+def usecase_type(name: str) -> type[UseCase]:
+    """The class registered for use case `name`, without building it (no model or data is loaded); the base
+    class for names registered with a factory function or not registered in this process."""
+    factory = _REGISTRY.get(name) or next((f for p, f in _PREFIXES.items() if name.startswith(f"{p}-")), None)
+    return factory if isinstance(factory, type) and issubclass(factory, UseCase) else UseCase
 
 
 def _build(name: str, factory: Callable[..., UseCase], **kwargs: Any) -> UseCase:

@@ -33,7 +33,7 @@ from torch import nn
 from agents.tdmpc import TDMPC, TOLD, load_agent, output_layers, trace_forward
 from agents.tdmpc.planner import INITIAL_STD, planning_horizon
 from agents.tdmpc.train import evaluate
-from benchmarks.usecases.base import UseCase, register_usecase
+from benchmarks.usecases.base import PruningTargets, UseCase, register_usecase
 from envs import make_env
 from pruning import PruneResult, PruningProblem, count_macs, fold_replacement, weight_masks
 
@@ -117,6 +117,8 @@ class TDMPCUseCase(UseCase):
 
     metric_name = "return"
     latent_layer = "encoder.2"
+    targets = PruningTargets(method="gradient", rival="tp-magnitude", slower="grid",
+                             levels=tuple(round(0.1 * i, 1) for i in range(1, 10)))
     code_versions = {"gradient": "5"}
     """2: candidates out to the planner's first-iteration std (was 1). 3: policy term weighted 0.1 (was 1).
     4: the planner-choice term (weight 10) and the probe of the starts. 5: lazy greedy, no uniform start
