@@ -9,20 +9,22 @@ import torch
 from agents.tdmpc.buffer import Batch, ReplayBuffer
 from agents.tdmpc.config import TDMPCConfig
 from agents.tdmpc.model import TOLD, compute_precision
-from agents.tdmpc.planner import MPPIPlanner
+from agents.tdmpc.planner import MPPIPlanner, NoiseSource
 
 
 class TDMPC:
-    """TD-MPC (Hansen et al., 2022) on CPU: plans with MPPI, learns TOLD by TD-learning."""
+    """TD-MPC (Hansen et al., 2022) on a CPU or GPU: plans with MPPI, learns TOLD by TD-learning."""
 
-    def __init__(self, cfg: TDMPCConfig, obs_dim: int, act_dim: int) -> None:
+    def __init__(self, cfg: TDMPCConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu",
+                 plan_mode: str = "auto") -> None:
         self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
-        self.model = TOLD(cfg, obs_dim, act_dim)
+        self.device = torch.device(device)
+        self.model = TOLD(cfg, obs_dim, act_dim).to(self.device)
         self.reset_training_state()
-        self.planner = MPPIPlanner(cfg, act_dim)
+        self.planner = MPPIPlanner(cfg, act_dim, plan_mode)
         self.step = 0
         """Agent steps trained so far (sets the planner's horizon and std schedules)."""
-        self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32).view(-1, 1, 1)
+        self._rho = (cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32).view(-1, 1, 1)).to(self.device)
 
     def reset_training_state(self, target: TOLD | None = None) -> None:
         """Target = `target` (default: a copy of the model), fresh optimisers. Call after changing the
@@ -43,16 +45,18 @@ class TDMPC:
         return f"TDMPC({self.model!r}, {self.planner!r})"
 
     def plan(self, obs: np.ndarray | torch.Tensor, eval_mode: bool = False, step: int = 0,
-             t0: bool = True) -> torch.Tensor:
-        """Action for one observation: uniform random during seed steps (unless eval_mode), else MPPI."""
+             t0: bool | torch.Tensor = True, noise: NoiseSource | None = None) -> torch.Tensor:
+        """Action [act] for one observation [obs], or actions [E, act] for E episodes' observations [E, obs],
+        on the agent's device: uniform random during seed steps (unless eval_mode), else MPPI."""
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).to(self.device)
         if step < self.cfg.seed_steps and not eval_mode:
-            return torch.rand(self.act_dim) * 2 - 1
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        return self.planner.plan(self.model, obs_t, step, eval_mode, t0)
+            return (torch.rand(*obs_t.shape[:-1], self.act_dim) * 2 - 1).to(self.device)
+        return self.planner.plan(self.model, obs_t, step, eval_mode, t0, noise)
 
-    def act(self, obs: np.ndarray, eval_mode: bool = True, step: int = 0, t0: bool = True) -> np.ndarray:
-        """`plan` as a float32 numpy action (what an environment takes)."""
-        return self.plan(obs, eval_mode, step, t0).numpy().astype(np.float32)
+    def act(self, obs: np.ndarray, eval_mode: bool = True, step: int = 0, t0: bool | torch.Tensor = True,
+            noise: NoiseSource | None = None) -> np.ndarray:
+        """`plan` as a float32 numpy action (what an environment takes), [act] or [E, act]."""
+        return self.plan(obs, eval_mode, step, t0, noise).cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
     def _td_target(self, next_obs: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agents.checkpoint import CheckpointError, atomic_save, check_config, load_checkpoint, save_sealed
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.config import TDMPCConfig
@@ -42,10 +44,12 @@ def save_agent(path: Path, agent: TDMPC, task: str) -> None:
     save_sealed({**_header(AGENT_KIND, agent, task), "model": agent.model.state_dict()}, path)
 
 
-def load_agent(path: Path, task: str | None = None, cfg: TDMPCConfig | None = None) -> TDMPC:
-    """Rebuild a TDMPC agent (target = model) from `save_agent`; refuses a task or config mismatch."""
+def load_agent(path: Path, task: str | None = None, cfg: TDMPCConfig | None = None,
+               device: str | torch.device = "cpu") -> TDMPC:
+    """Rebuild a TDMPC agent (target = model) on `device` from `save_agent`, whichever device saved it;
+    refuses a task or config mismatch."""
     data = _read(path, AGENT_KIND, task, cfg)
-    agent = TDMPC(TDMPCConfig.from_dict(data["config"]), data["obs_dim"], data["act_dim"])
+    agent = TDMPC(TDMPCConfig.from_dict(data["config"]), data["obs_dim"], data["act_dim"], device)
     agent.model.load_state_dict(data["model"])
     agent.target.load_state_dict(data["model"])
     agent.step = int(data["step"])

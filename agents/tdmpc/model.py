@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -27,10 +28,28 @@ def q_mlp(in_dim: int, hidden: int) -> nn.Sequential:
                          nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 1))
 
 
-def truncated_noise(mu: torch.Tensor, std: float, clip: float = 0.3, eps: float = 1e-6) -> torch.Tensor:
-    """mu plus clipped Gaussian noise, kept inside (-1, 1) with a straight-through clamp."""
-    x = mu + (torch.randn_like(mu) * std).clamp(-clip, clip)
+def truncated_noise(mu: torch.Tensor, std: float, clip: float = 0.3, eps: float = 1e-6,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+    """mu plus clipped Gaussian noise (standard normal `noise`, drawn here when None), kept inside (-1, 1)
+    with a straight-through clamp."""
+    x = mu + ((torch.randn_like(mu) if noise is None else noise) * std).clamp(-clip, clip)
     return x - x.detach() + x.detach().clamp(-1 + eps, 1 - eps)
+
+
+@dataclass
+class Imagination:
+    """What TOLD predicts along action sequences: see `TOLD.imagine`."""
+
+    rewards: torch.Tensor
+    """[N, 1] discounted sum of the predicted rewards."""
+    heads: torch.Tensor
+    """[N, 2] terminal Q1 and Q2 at the policy's action in the final latent, times discount ** H."""
+    latent: torch.Tensor
+    """[N, latent] final latent."""
+
+    def value(self) -> torch.Tensor:
+        """[N, 1] MPPI's estimate: discounted rewards plus the discounted terminal min(Q1, Q2)."""
+        return self.rewards + self.heads.min(dim=1, keepdim=True).values
 
 
 class TOLD(nn.Module):
@@ -59,10 +78,25 @@ class TOLD(nn.Module):
         x = torch.cat([z, a], dim=-1)
         return self.dynamics(x), self.reward(x)
 
-    def pi_action(self, z: torch.Tensor, std: float = 0.0) -> torch.Tensor:
-        """Policy action tanh(pi(z)), with clipped Gaussian noise when std > 0."""
+    def pi_action(self, z: torch.Tensor, std: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Policy action tanh(pi(z)), with clipped Gaussian noise when std > 0 (standard normal `noise` of the
+        action's shape and dtype, drawn from torch's generator when None)."""
         mu = torch.tanh(self.pi(z))
-        return truncated_noise(mu, std) if std > 0 else mu
+        return truncated_noise(mu, std, noise=noise) if std > 0 else mu
+
+    def imagine(self, z: torch.Tensor, actions: torch.Tensor, discount: float, terminal_std: float = 0.0,
+                terminal_noise: torch.Tensor | None = None) -> Imagination:
+        """Roll latents [N, latent] through action sequences [H, N, act]: discounted predicted rewards, the
+        final latent and the discounted twin Q values there at the policy's action (`pi_action` with
+        `terminal_std` and `terminal_noise`: the planner adds the policy noise, the surrogate does not).
+        Rewards and values are fp32 whatever the compute precision."""
+        rewards, scale = torch.zeros(z.shape[0], 1, device=z.device), 1.0
+        for a in actions:
+            z, r = self.next(z, a)
+            rewards = rewards + scale * r.float()
+            scale *= discount
+        q1, q2 = self.Q(z, self.pi_action(z, terminal_std, terminal_noise))
+        return Imagination(rewards, scale * torch.cat([q1, q2], dim=1).float(), z)
 
     def Q(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both state-action values."""
@@ -124,14 +158,19 @@ def _bf16_rounded(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.bfloat16).float()
 
 
-def compute_precision(precision: str) -> contextlib.AbstractContextManager:
-    """Context in which TOLD runs: nothing for fp32, bfloat16 autocast for bf16 (with its Linears as fp32
-    matmuls of bf16 values where the CPU has no native bf16, see `Bf16LinearInFp32`)."""
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype of TOLD's outputs under `compute_precision(precision)`."""
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def compute_precision(precision: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
+    """Context in which TOLD runs on `device_type`: nothing for fp32, bfloat16 autocast for bf16 (on CPUs
+    without native bf16 with its Linears as fp32 matmuls of bf16 values, see `Bf16LinearInFp32`)."""
     if precision != "bf16":
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
-    if not native_bf16():
+    stack.enter_context(torch.autocast(device_type, dtype=torch.bfloat16))
+    if device_type == "cpu" and not native_bf16():
         stack.enter_context(Bf16LinearInFp32())
     return stack
 

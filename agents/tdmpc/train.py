@@ -20,6 +20,7 @@ from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.buffer import ReplayBuffer
 from agents.tdmpc.checkpoint import load_resume, save_agent, save_resume
 from agents.tdmpc.config import PRECISIONS, PRESETS, TDMPCConfig, preset
+from agents.tdmpc.evaluate import evaluate  # noqa: F401  (also imported from here)
 from agents.tdmpc.model import warn_if_emulated_bf16
 from envs.registry import make_env
 
@@ -84,25 +85,6 @@ def action_repeat(env: gym.Env) -> int:
     """Physics steps per agent step (1 for environments without action repeat)."""
     spec = getattr(env.unwrapped, "dmc_spec", None)
     return spec.action_repeat if spec is not None else 1
-
-
-def evaluate(agent: TDMPC, env: gym.Env, episodes: int, seed: int,
-             step: int | None = None) -> tuple[float, float, list[float]]:
-    """Mean, std and list of returns of `episodes` planner episodes in eval mode (no exploration).
-
-    Episode i resets the environment with seed + i; `step` (default: `agent.step`) sets the
-    planner's horizon and std schedules.
-    """
-    step = agent.step if step is None else step
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total, t = False, 0.0, 0
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, True, step, t0=t == 0))
-            total, t, done = total + reward, t + 1, terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns)), float(np.std(returns)), returns
 
 
 def _write_eval_csv(path: Path, seed: int, history: list[tuple[int, float]]) -> None:

@@ -1,0 +1,133 @@
+"""Evaluation episodes of TD-MPC agents: lock-step (K episodes, one batched plan per env step) or one after
+another, with per-episode planner noise so that both give the same returns up to float rounding.
+
+`evaluate` stays the evaluation that made the committed cells: one episode after another,
+planner noise from torch's global generator. Its returns differ from these evaluators' (other noise), within
+the spread of the seeds (docs/TDMPC_EXECUTION.md).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.tdmpc.agent import TDMPC
+from agents.tdmpc.planner import EpisodeNoise
+
+EVALUATORS = ("legacy", "lockstep", "sequential")
+"""`legacy`: `agents.tdmpc.train.evaluate` (global noise, episodes in turn; the committed cells);
+`lockstep`: `LockstepEvaluator` with all episodes in one batch; `sequential`: the same evaluator, one episode
+per batch (the same returns as lockstep up to rounding)."""
+
+
+@dataclass
+class Evaluation:
+    """Returns of evaluation episodes and where their wall time went."""
+
+    returns: list[float]
+    plan_seconds: float = 0.0
+    """Wall time spent planning (all episodes)."""
+    env_seconds: float = 0.0
+    """Wall time spent stepping and resetting environments."""
+    steps: int = field(default=0)
+    """Agent steps planned (per batch, not per episode)."""
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+def evaluate(agent: TDMPC, env: gym.Env, episodes: int, seed: int,
+             step: int | None = None) -> tuple[float, float, list[float]]:
+    """Mean, std and list of returns of `episodes` planner episodes in eval mode (no exploration), one after
+    another with planner noise from torch's global generator (the evaluation of the committed cells).
+
+    Episode i resets the environment with seed + i; `step` (default: `agent.step`) sets the
+    planner's horizon and std schedules.
+    """
+    step = agent.step if step is None else step
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, total, t = False, 0.0, 0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, True, step, t0=t == 0))
+            total, t, done = total + reward, t + 1, terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns)), float(np.std(returns)), returns
+
+
+class LockstepEvaluator:
+    """Runs the evaluation episodes of an agent together: one batched plan per environment step.
+
+    Episode i resets its environment with seed + i (as `evaluate` does) and draws its planner noise from its
+    own generator seeded with seed + i. Episodes that end early keep being planned for with their last
+    observation (fixed batch shapes) until all have ended; their returns are final when they end.
+    """
+
+    def __init__(self, make_env: Callable[[], gym.Env], episodes: int, seed: int, lockstep: bool = True) -> None:
+        if episodes < 1:
+            raise ValueError(f"evaluation needs at least one episode, got {episodes}")
+        self.make_env, self.episodes, self.seed, self.lockstep = make_env, episodes, seed, lockstep
+        self._envs: list[gym.Env] = []
+
+    def __repr__(self) -> str:
+        return (f"LockstepEvaluator(episodes={self.episodes}, seed={self.seed}, "
+                f"{'lock-step' if self.lockstep else 'sequential'})")
+
+    def envs(self, count: int) -> list[gym.Env]:
+        """`count` environments, made once and reused."""
+        while len(self._envs) < count:
+            self._envs.append(self.make_env())
+        return self._envs[:count]
+
+    def run(self, agent: TDMPC, step: int | None = None) -> Evaluation:
+        """Evaluate `agent` (eval mode, `step` default `agent.step`) on all episodes."""
+        seeds = [self.seed + i for i in range(self.episodes)]
+        batches = [seeds] if self.lockstep else [[s] for s in seeds]
+        parts = [self._episodes(agent, batch, agent.step if step is None else step) for batch in batches]
+        return Evaluation([r for p in parts for r in p.returns], sum(p.plan_seconds for p in parts),
+                          sum(p.env_seconds for p in parts), sum(p.steps for p in parts))
+
+    def run_models(self, agents: Sequence[TDMPC], step: int | None = None) -> list[Evaluation]:
+        """`run` for several agents (e.g. grid candidates), each with the same episodes and noise seeds."""
+        return [self.run(agent, step) for agent in agents]
+
+    def _episodes(self, agent: TDMPC, seeds: list[int], step: int) -> Evaluation:
+        envs, noise = self.envs(len(seeds)), EpisodeNoise.seeded(seeds)
+        begin = time.perf_counter()
+        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
+        env_seconds, plan_seconds = time.perf_counter() - begin, 0.0
+        totals, done, t = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=bool), 0
+        agent.planner.reset()
+        while not done.all():
+            begin = time.perf_counter()
+            actions = agent.act(obs, eval_mode=True, step=step, t0=t == 0, noise=noise)
+            plan_seconds += time.perf_counter() - begin
+            begin = time.perf_counter()
+            for k in np.flatnonzero(~done):
+                obs[k], reward, terminated, truncated, _ = envs[k].step(actions[k])
+                totals[k] += reward
+                done[k] = terminated or truncated
+            env_seconds += time.perf_counter() - begin
+            t += 1
+        return Evaluation([float(r) for r in totals], plan_seconds, env_seconds, t)
+
+
+def evaluate_agent(agent: TDMPC, make_env: Callable[[], gym.Env], episodes: int, seed: int,
+                   evaluator: str = "legacy", step: int | None = None) -> Evaluation:
+    """Returns of `episodes` eval-mode episodes of `agent` with the named evaluator (see EVALUATORS)."""
+    if evaluator == "legacy":
+        _, _, returns = evaluate(agent, make_env(), episodes, seed, step)
+        return Evaluation(returns)
+    if evaluator not in EVALUATORS:
+        raise ValueError(f"evaluator must be one of {EVALUATORS}, got {evaluator!r}")
+    return LockstepEvaluator(make_env, episodes, seed, lockstep=evaluator == "lockstep").run(agent, step)
