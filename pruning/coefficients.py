@@ -13,14 +13,16 @@ from pruning.groups import Group, dependency_graph, tp_group
 from pruning.problem import PruningProblem
 
 
-def n_removed(c: float, width: int) -> int:
-    """round(c * width) channels to remove (ties round down), leaving at least one."""
-    return min(width - 1, max(0, math.ceil(c * width - 0.5)))
+def n_removed(c: float, width: int, block: int = 1) -> int:
+    """Channels to remove: round(c * width / block) whole blocks (ties round down), leaving at least one."""
+    blocks = width // block
+    return block * min(blocks - 1, max(0, math.ceil(c * blocks - 0.5)))
 
 
 def kept_widths(coeffs: Mapping[str, float], groups: list[Group]) -> dict[str, int]:
-    """Kept width n_g - round(c_g n_g) (>= 1) per group; unprunable or unlisted groups stay whole."""
-    return {g.label: g.width - (n_removed(float(coeffs.get(g.label, 0.0)), g.width) if g.prunable else 0)
+    """Kept width n_g - round(c_g n_g) (>= one block, a multiple of the block) per group; unprunable or
+    unlisted groups stay whole."""
+    return {g.label: g.width - (n_removed(float(coeffs.get(g.label, 0.0)), g.width, g.block) if g.prunable else 0)
             for g in groups}
 
 
@@ -128,18 +130,22 @@ def harden(problem: PruningProblem, groups: list[Group], order: Mapping[str, tor
     return harden_widths(problem, groups, order, kept_widths(coeffs, groups))
 
 
-def _positions(order: torch.Tensor) -> torch.Tensor:
-    """Rank position of every channel (0 = least important) from channel indices in importance order."""
-    position = torch.empty(len(order))
-    position[order] = torch.arange(len(order), dtype=torch.float32)
+def _block_positions(order: torch.Tensor, block: int) -> torch.Tensor:
+    """Rank position of every block (0 = least important) from channel indices in importance order, whole
+    blocks of `block` consecutive channels at a time (as `ranking` orders them)."""
+    blocks = order[::block] // block
+    position = torch.empty(len(blocks))
+    position[blocks] = torch.arange(len(blocks), dtype=torch.float32)
     return position
 
 
 class SoftMasks:
     """Soft channel masks m_gj = sigmoid((r_gj - c_g) / T) on the consumer side of every prunable group.
 
-    r_gj = (rank + 0.5) / n_g is the normalized importance rank (0 = least important); the most important
-    channel of a group always keeps mask 1, so a group never vanishes. Consumer inputs are multiplied by
+    r_gj = (rank + 0.5) / B_g is the normalized importance rank of channel j's block among the group's B_g
+    blocks (0 = least important; a block is one channel unless the group has a block size), so a block fades
+    as a whole; the most important block of a group always keeps mask 1, so a group never vanishes.
+    Consumer inputs are multiplied by
     the masks and LayerNorms of a group normalise with mask-weighted statistics, so with T = 0 (hard
     masks) the masked model computes exactly what the physically pruned model computes. With `means`
     (mean replacement), a consumer input is mixed with its mean instead: x m + (1 - m) mean, which hardens
@@ -160,7 +166,8 @@ class SoftMasks:
             lambda label: float(init.get(label, 0.0)))
         self.c = {g.label: nn.Parameter(torch.tensor(start(g.label))) for g in self.groups}
         self._order = {g.label: order[g.label] for g in self.groups}
-        self._position = {g.label: _positions(order[g.label]) for g in self.groups}
+        self._position = {g.label: _block_positions(order[g.label], g.block) for g in self.groups}
+        self._block_of = {g.label: torch.arange(g.width) // g.block for g in self.groups}
         self._slots: dict[tuple[str, str], list[tuple[Group, torch.Tensor]]] = {}
         for g in self.groups:
             for m in g.members:
@@ -203,17 +210,20 @@ class SoftMasks:
             self.temperature = temperature
 
     def _hard(self, group: Group) -> torch.Tensor:
-        removed = n_removed(float(self.c[group.label].detach()), group.width)
+        removed = n_removed(float(self.c[group.label].detach()), group.width, group.block) // group.block
         return (self._position[group.label] >= removed).float()
 
     def mask(self, group: Group) -> torch.Tensor:
         """Mask of each channel of `group` (in channel order) at the current coefficients and temperature."""
+        return self._block_mask(group)[self._block_of[group.label]]
+
+    def _block_mask(self, group: Group) -> torch.Tensor:
         if self.temperature == 0:
             return self._hard(group)
         position = self._position[group.label]
-        rank = (position + 0.5) / group.width
+        rank = (position + 0.5) / len(position)
         soft = torch.sigmoid((rank - self.c[group.label]) / self.temperature)
-        soft = torch.where(position == group.width - 1, torch.ones_like(soft), soft)
+        soft = torch.where(position == len(position) - 1, torch.ones_like(soft), soft)
         if self.straight_through:
             return self._hard(group) + soft - soft.detach()
         return soft

@@ -94,7 +94,7 @@ def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int, lazy: bool 
     saved, until the sparsity reaches the aim. `lazy`: rescore a group only while its score from an earlier
     move is the best (lazy greedy: a cut rarely gets cheaper after other cuts), not every group every move."""
     surrogate = ctx.problem.surrogate
-    floor = {g.label: g.width - n_removed(ctx.problem.c_max, g.width) for g in ctx.prunable}
+    floor = {g.label: g.width - n_removed(ctx.problem.c_max, g.width, g.block) for g in ctx.prunable}
     widths = {g.label: g.width for g in ctx.groups}
     earlier: dict[str, float] = {}
 
@@ -104,7 +104,8 @@ def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int, lazy: bool 
 
     current = loss(widths)
     while ctx.hard_sparsity(widths) < ctx.aim:
-        chunk = {g.label: min(max(1, round(g.width / chunks)), widths[g.label] - floor[g.label]) for g in ctx.prunable}
+        chunk = {g.label: min(g.block * max(1, round(g.width / g.block / chunks)), widths[g.label] - floor[g.label])
+                 for g in ctx.prunable}
         movable = [label for label, n in chunk.items() if n > 0]
         if not movable:
             break
@@ -152,13 +153,15 @@ def _move_cost(ctx: SearchContext, widths: dict[str, int], label: str, step: int
 
 
 def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> dict[str, int]:
-    """Greedy single-channel moves until the hard sparsity is in band (or no move helps).
+    """Greedy single-block moves (single channels unless the group has a block size) until the hard sparsity
+    is in band (or no move helps).
 
-    Too dense: remove the next channel of the group whose channel has the smallest mask per parameter
-    saved. Too sparse: restore the removed channel with the largest mask per parameter added.
+    Too dense: remove the next block of the group whose block has the smallest mask per parameter
+    saved. Too sparse: restore the removed block with the largest mask per parameter added.
     """
     widths = dict(widths)
-    limits = {g.label: (g.width - n_removed(ctx.problem.c_max, g.width), g.width) for g in masks.groups}
+    step = {g.label: g.block for g in masks.groups}
+    limits = {g.label: (g.width - n_removed(ctx.problem.c_max, g.width, g.block), g.width) for g in masks.groups}
     with torch.no_grad():
         values = {g.label: masks.mask_by_rank(g) for g in masks.groups}
     for _ in range(sum(g.width for g in masks.groups)):
@@ -174,11 +177,12 @@ def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> d
         def score(label: str) -> float:
             n = len(values[label])
             channel = n - widths[label] if shrink else n - widths[label] - 1  # next to remove / last removed
-            value = float(values[label][channel]) / max(_move_cost(ctx, widths, label, -1 if shrink else 1), 1)
+            moved_by = -step[label] if shrink else step[label]
+            value = float(values[label][channel]) / max(_move_cost(ctx, widths, label, moved_by), 1)
             return value if shrink else -value
 
         label = min(movable, key=score)
-        moved = {**widths, label: widths[label] + (-1 if shrink else 1)}
+        moved = {**widths, label: widths[label] + (-step[label] if shrink else step[label])}
         if abs(ctx.hard_sparsity(moved) - ctx.aim) >= abs(rho - ctx.aim):
             break  # overshoots the band by more than it gains
         widths = moved
@@ -186,15 +190,45 @@ def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> d
 
 
 def widen_to_band(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> dict[str, int]:
-    """When no width vector lands in the one-sided window [target, target + eps] (coarse blocks), fix up
-    towards the whole band |rho - target| <= eps instead; the widths come back unchanged if that fails too."""
+    """When the search missed its window (e.g. [target, target + eps] holds no width vector of coarse blocks),
+    look in the whole band |rho - target| <= eps: greedy block moves first, then the in-band width vector
+    nearest to `widths` within two blocks per group. The widths come back unchanged if both fail."""
     floor = ctx.floor
     ctx.floor = None
     try:
         widened = fix_up(ctx, masks, widths)
     finally:
         ctx.floor = floor
-    return widened if ctx.in_band(ctx.hard_sparsity(widened)) else dict(widths)
+    if ctx.in_band(ctx.hard_sparsity(widened)):
+        return widened
+    return nearest_in_band(ctx, widths) or dict(widths)
+
+
+def nearest_in_band(ctx: SearchContext, widths: Mapping[str, int], max_combinations: int = 200_000
+                    ) -> dict[str, int] | None:
+    """The in-band width vector that moves the fewest blocks away from `widths` (each prunable group by at most
+    two blocks, or one if that grid would exceed `max_combinations`), ties broken by distance to the target."""
+    radius = 2 if 5 ** len(ctx.prunable) <= max_combinations else 1
+    if (2 * radius + 1) ** len(ctx.prunable) > max_combinations:
+        return None
+    labels = [g.label for g in ctx.prunable]
+    floor = {g.label: g.width - n_removed(ctx.problem.c_max, g.width, g.block) for g in ctx.prunable}
+    steps = torch.arange(-radius, radius + 1)
+    moves = torch.cartesian_prod(*[steps] * len(labels)).view(-1, len(labels))
+    base = ctx.params.vector(widths)[None].repeat(len(moves), 1)
+    index = [ctx.params.labels.index(label) for label in labels]
+    blocks = torch.tensor([g.block for g in ctx.prunable], dtype=torch.float64)
+    base[:, index] += moves * blocks
+    lo = torch.tensor([floor[label] for label in labels], dtype=torch.float64)
+    hi = torch.tensor([g.width for g in ctx.prunable], dtype=torch.float64)
+    valid = ((base[:, index] >= lo) & (base[:, index] <= hi)).all(1)
+    rho = 1 - ctx.params.params_batch(base) / ctx.params.dense
+    ok = valid & ((rho - ctx.target).abs() <= ctx.eps + 1e-12)
+    if not ok.any():
+        return None
+    cost = moves.abs().sum(1).double() + (rho - ctx.target).abs()
+    best = int(torch.where(ok, cost, torch.inf).argmin())
+    return {label: int(w) for label, w in zip(ctx.params.labels, base[best].tolist())}
 
 
 class _Tracker:
@@ -321,7 +355,7 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
             leader = min(descents, key=lambda d: tracker.start_best.get(d.name, float("inf")))
             leader.run(cfg.steps)
         widths = tracker.choice()
-        band_fallback = not ctx.acceptable(ctx.hard_sparsity(widths)) and ctx.floor is not None
+        band_fallback = not ctx.acceptable(ctx.hard_sparsity(widths))
         if band_fallback:
             widths = widen_to_band(ctx, masks, widths)
     pruned, history, replaced = harden_with_means(problem, ctx.groups, order, widths, means)

@@ -69,7 +69,7 @@ class _Grid:
     def __init__(self, ctx: SearchContext, axis_of: list[int | None], n_axes: int, levels: torch.Tensor):
         self.ctx, self.axis_of, self.n_axes, self.levels = ctx, axis_of, n_axes, levels
         self.size = len(levels) ** n_axes
-        self.table = torch.tensor([[g.width - (n_removed(float(c), g.width) if axis is not None else 0)
+        self.table = torch.tensor([[g.width - (n_removed(float(c), g.width, g.block) if axis is not None else 0)
                                     for c in levels] for g, axis in zip(ctx.groups, axis_of)], dtype=torch.float64)
         """(groups, levels): kept width of each group at each level."""
         self.gather_axis = torch.tensor([a if a is not None else 0 for a in axis_of])

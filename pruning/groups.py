@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, Mapping, NamedTuple
 
 import torch.nn as nn
 import torch_pruning as tp
@@ -10,6 +10,8 @@ import torch_pruning as tp
 from pruning.problem import PruningProblem
 
 MemberKind = Literal["out", "in", "norm"]
+ROOT_TYPES: list[type[nn.Module]] = [nn.Linear]
+"""Layer types whose output channels root the groups."""
 
 
 class Member(NamedTuple):
@@ -110,7 +112,7 @@ def build_groups(problem: PruningProblem) -> list[Group]:
     dg = dependency_graph(problem.model, problem)
     ignored = output_modules(problem.model, problem)
     found = {dg._module2name[tpg[0].dep.target.module]: tpg
-             for tpg in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Linear])}
+             for tpg in dg.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES)}
     model_order = [name for name, _ in problem.model.named_modules() if name in found]
     groups = []
     for index, label in enumerate(model_order):
@@ -119,13 +121,45 @@ def build_groups(problem: PruningProblem) -> list[Group]:
         kind = "inter" if len(components) > 1 else "intra"
         groups.append(Group(index=index, label=label, width=len(found[label][0].idxs), components=components,
                             kind=kind, members=members, prunable=problem.latent_prunable or kind == "intra"))
+    _check_block_keys(problem, groups)
+    for group in groups:
+        group.block = _block_size(problem, group)
+        if group.width % group.block:
+            raise ValueError(f"group {group.label!r} has {group.width} channels, not a multiple of its block size "
+                             f"{group.block} (round_to)")
     return groups
 
 
+def _block_size(problem: PruningProblem, group: Group) -> int:
+    """The block size round_to gives `group`: by label first, then component (intra) or "latent" (inter)."""
+    spec = problem.round_to
+    if spec is None:
+        return 1
+    if isinstance(spec, int):
+        return spec
+    if callable(spec) and not isinstance(spec, Mapping):
+        size = spec(group)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"round_to({group.label!r}) returned {size!r}; block sizes are integers >= 1")
+        return size
+    keys = [group.label] + (["latent"] if group.kind == "inter" else list(group.components))
+    return next((spec[key] for key in keys if key in spec), 1)
+
+
+def _check_block_keys(problem: PruningProblem, groups: list[Group]) -> None:
+    if not isinstance(problem.round_to, Mapping):
+        return
+    valid = {g.label for g in groups} | set(problem.components) | {"latent"}
+    unknown = sorted(set(problem.round_to) - valid)
+    if unknown:
+        raise ValueError(f"round_to names {unknown}, which are neither group labels, components nor 'latent'; "
+                         f"group labels: {[g.label for g in groups]}")
+
+
 def format_group_table(groups: list[Group]) -> str:
-    """A markdown table of the groups: index, label, width, kind, components, members, prunable."""
-    rows = ["| # | group | width | kind | components | members | prunable |",
-            "|---|---|---|---|---|---|---|"]
-    rows += [f"| {g.index} | {g.label} | {g.width} | {g.kind} | {', '.join(g.components)} | "
+    """A markdown table of the groups: index, label, width, block, kind, components, members, prunable."""
+    rows = ["| # | group | width | block | kind | components | members | prunable |",
+            "|---|---|---|---|---|---|---|---|"]
+    rows += [f"| {g.index} | {g.label} | {g.width} | {g.block} | {g.kind} | {', '.join(g.components)} | "
              f"{len(g.members)} | {'yes' if g.prunable else 'no'} |" for g in groups]
     return "\n".join(rows)

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Union
 
 import torch
 import torch.nn as nn
+
+
+BlockSpec = Union[int, Mapping[str, int], Callable[[Any], int], None]
+"""PruningProblem.round_to: one block size, block sizes by group label / component / "latent", or a callable."""
 
 
 @dataclass
@@ -30,6 +34,11 @@ class PruningProblem:
     """Differentiable task loss of a soft-masked model at optimisation step k; k = -1 asks for held-out data."""
     c_max: float = 0.95
     """Largest fraction of a group that may be removed."""
+    round_to: BlockSpec = None
+    """Block size of the groups: channels are removed in whole blocks, so every kept width is a multiple of it.
+    An int (every group), a mapping from a group label, a component name (its intra groups) or "latent" (the
+    inter groups) to a block size, or a callable Group -> block size; None: single channels. A group whose
+    channels feed a reshape into blocks (e.g. SimNorm's view(..., 8)) needs one."""
 
     def __post_init__(self) -> None:
         validate_problem(self)
@@ -38,7 +47,7 @@ class PruningProblem:
         return (f"PruningProblem(model={type(self.model).__name__}, components={self.components}, "
                 f"output_layers={self.output_layers}, latent_prunable={self.latent_prunable}, "
                 f"metric={'yes' if self.metric else 'no'}, surrogate={'yes' if self.surrogate else 'no'}, "
-                f"c_max={self.c_max})")
+                f"c_max={self.c_max}" + (f", round_to={self.round_to!r})" if self.round_to is not None else ")"))
 
 
 def _module_names(model: nn.Module) -> set[str]:
@@ -61,6 +70,13 @@ def validate_problem(problem: PruningProblem) -> None:
                              f"the model's child modules are {children}")
     if not 0.0 < problem.c_max < 1.0:
         raise ValueError(f"c_max must lie in (0, 1), got {problem.c_max}")
+    spec = problem.round_to
+    sizes = [spec] if isinstance(spec, int) else list(spec.values()) if isinstance(spec, Mapping) else []
+    if not (spec is None or callable(spec) or sizes or isinstance(spec, Mapping)):
+        raise ValueError(f"round_to must be an int, a mapping of group labels / components / 'latent' to block "
+                         f"sizes, or a callable Group -> int; got {spec!r}")
+    if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in sizes):
+        raise ValueError(f"round_to block sizes must be integers >= 1, got {spec!r}")
 
 
 def validate_target(target: float, eps: float) -> None:

@@ -17,7 +17,8 @@ TAYLOR_BATCHES = 8
 
 def ranking(problem: PruningProblem, groups: list[Group], importance: str = "magnitude",
             seed: int = 0) -> dict[str, torch.Tensor]:
-    """Channel indices of every group, least important first.
+    """Channel indices of every group, least important first; a group with a block size is ordered by whole
+    blocks (the summed importance of a block's channels), its channels consecutive within each block.
 
     "taylor": application-specific: torch-pruning's GroupTaylorImportance (|weight x gradient| over all
     coupled parameters) of the task surrogate, accumulated over `TAYLOR_BATCHES` surrogate batches on a
@@ -28,7 +29,8 @@ def ranking(problem: PruningProblem, groups: list[Group], importance: str = "mag
     """
     if importance == "random":
         generator = torch.Generator().manual_seed(seed)
-        return {g.label: torch.randperm(g.width, generator=generator) for g in groups}
+        return {g.label: _channels(torch.randperm(g.width // g.block, generator=generator), g.block)
+                for g in groups}
     if importance not in IMPORTANCES:
         raise ValueError(f"unknown importance {importance!r}; valid choices: {list(IMPORTANCES)}")
     if importance == "taylor" and problem.surrogate is not None:
@@ -40,7 +42,7 @@ def ranking(problem: PruningProblem, groups: list[Group], importance: str = "mag
     dg = dependency_graph(problem.model, problem)
     scorer = tp.importance.GroupMagnitudeImportance(p=2)
     with torch.no_grad():
-        return {g.label: torch.argsort(scorer(tp_group(dg, g)), stable=True) for g in groups}
+        return {g.label: block_order(scorer(tp_group(dg, g)), g.block) for g in groups}
 
 
 def _taylor_ranking(problem: PruningProblem, groups: list[Group]) -> dict[str, torch.Tensor] | None:
@@ -54,4 +56,17 @@ def _taylor_ranking(problem: PruningProblem, groups: list[Group]) -> dict[str, t
         return None
     scorer = tp.importance.GroupTaylorImportance()
     with torch.no_grad():
-        return {g.label: torch.argsort(scorer(tp_group(dg, g)), stable=True) for g in groups}
+        return {g.label: block_order(scorer(tp_group(dg, g)), g.block) for g in groups}
+
+
+def block_order(scores: torch.Tensor, block: int = 1) -> torch.Tensor:
+    """Channel indices by ascending score, in whole blocks of `block` consecutive channels ranked by their
+    summed scores (block 1: a stable argsort of the scores)."""
+    if block == 1:
+        return torch.argsort(scores, stable=True)
+    return _channels(torch.argsort(scores.view(-1, block).sum(1), stable=True), block)
+
+
+def _channels(blocks: torch.Tensor, block: int) -> torch.Tensor:
+    """Channel indices of whole blocks, in the order of the block indices given."""
+    return (blocks[:, None] * block + torch.arange(block)).flatten()

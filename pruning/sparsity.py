@@ -14,11 +14,15 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def out_axis(module: nn.Module) -> int:
+    """Axis of a Linear's or convolution's weight that holds its output channels (1 for ConvTranspose,
+    whose weights are (in, out / groups, ...))."""
+    return 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) else 0
+
+
 def out_channels(module: nn.Module) -> int:
-    """Output channels of a Linear or convolution (ConvTranspose weights are (in, out / groups, ...))."""
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return module.weight.shape[1] * module.groups
-    return module.weight.shape[0]
+    """Output channels of a Linear or convolution."""
+    return module.weight.shape[out_axis(module)] * (module.groups if out_axis(module) == 1 else 1)
 
 
 def sparsity(dense_params: int, params: int | float | torch.Tensor) -> float | torch.Tensor:

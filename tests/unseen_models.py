@@ -140,14 +140,19 @@ def run_world(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.
     return model(inputs["obs"], inputs["action"])
 
 
-def world_problem(latent_prunable: bool = True, **kwargs) -> PruningProblem:
+def predictions(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the world model is judged by: its rewards and Q values (the latent's width may change)."""
+    return run_world(model, inputs)[1:]
+
+
+def world_problem(latent_prunable: bool = True, round_to: Any = None, **kwargs) -> PruningProblem:
     """The world model (seeded init) with a distillation metric and surrogate."""
     torch.manual_seed(0)
     model = WorldModel().eval()
-    metric, surrogate = _distillation(model, run_world, [world_inputs(s) for s in range(4)], world_inputs(99))
+    metric, surrogate = _distillation(model, predictions, [world_inputs(s) for s in range(4)], world_inputs(99))
     return PruningProblem(model, WORLD_COMPONENTS, WORLD_OUTPUTS, example_inputs=world_inputs(7, batch=4),
                           forward_fn=run_world, latent_prunable=latent_prunable, metric=metric,
-                          surrogate=surrogate, **kwargs)
+                          surrogate=surrogate, round_to=round_to, **kwargs)
 
 
 def _call(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
