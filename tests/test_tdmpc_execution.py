@@ -111,3 +111,22 @@ def test_graphs_mode_replays_a_captured_plan_on_cuda():
     actions = [agent.plan(obs, True, LATE, t == 0) for t in range(3)]
     assert all(a.shape == (16, 2) and a.abs().max() <= 1 for a in actions)
     assert len(agent.planner._captured) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available")
+def test_train_on_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from benchmarks.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "tdmpc", "--preset", "tiny", "--steps", "100", "--device", "cuda", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device" in err[0] and not out.exists()
+
+
+@needs_cuda
+def test_tiny_training_runs_on_cuda(tmp_path):
+    from agents.tdmpc.train import TrainArgs, train
+
+    out = train(TrainArgs(task="cartpole-swingup", steps=800, preset="tiny", out_dir=str(tmp_path / "run"),
+                          eval_freq=800, eval_episodes=1, progress=False, device="cuda"))
+    assert load_agent(out / "agent.pt", device="cpu").step == 100

@@ -1,4 +1,4 @@
-"""Prioritized replay of horizon-long slices of episodes, stored as flat CPU tensors."""
+"""Prioritized replay of horizon-long slices of episodes, stored as flat tensors on one device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,19 +35,21 @@ class ReplayBuffer:
     _EPS = 1e-6
 
     def __init__(self, obs_dim: int, act_dim: int, capacity: int, horizon: int,
-                 per_alpha: float = 0.6, per_beta: float = 0.4) -> None:
+                 per_alpha: float = 0.6, per_beta: float = 0.4, device: str | torch.device = "cpu") -> None:
         self.capacity, self.horizon = capacity, horizon
         self.per_alpha, self.per_beta = per_alpha, per_beta
-        self.obs = torch.zeros(capacity, obs_dim)
-        self.next_obs = torch.zeros(capacity, obs_dim)
-        self.action = torch.zeros(capacity, act_dim)
-        self.reward = torch.zeros(capacity)
-        self.priority = torch.zeros(capacity)
+        self.device = torch.device(device)
+        """Where the episodes are stored and slices are sampled."""
+        self.obs = torch.zeros(capacity, obs_dim, device=self.device)
+        self.next_obs = torch.zeros(capacity, obs_dim, device=self.device)
+        self.action = torch.zeros(capacity, act_dim, device=self.device)
+        self.reward = torch.zeros(capacity, device=self.device)
+        self.priority = torch.zeros(capacity, device=self.device)
         self.idx = 0
         """Next write position."""
         self.size = 0
         """Number of filled positions."""
-        self._steps = torch.arange(horizon).unsqueeze(1)
+        self._steps = torch.arange(horizon, device=self.device).unsqueeze(1)
 
     def __repr__(self) -> str:
         return (f"ReplayBuffer(size={self.size}/{self.capacity}, obs={self.obs.shape[1]}, "
@@ -57,7 +59,8 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor) -> None:
-        """Store one episode: obs [L+1, obs], action [L, act], reward [L]."""
+        """Store one episode: obs [L+1, obs], action [L, act], reward [L] (on any device)."""
+        obs, action, reward = (x.to(self.device) for x in (obs, action, reward))
         n = action.shape[0]
         if n > self.capacity:
             raise ValueError(f"episode of {n} steps does not fit a buffer of {self.capacity}")
@@ -89,11 +92,11 @@ class ReplayBuffer:
         self.priority[idxs] = priorities.flatten() + self._EPS
 
     def state_dict(self) -> dict:
-        """Filled part of the buffer as tensors plus positions."""
+        """Filled part of the buffer as CPU tensors plus positions."""
         n = self.size
-        return {"obs": self.obs[:n].clone(), "next_obs": self.next_obs[:n].clone(),
-                "action": self.action[:n].clone(), "reward": self.reward[:n].clone(),
-                "priority": self.priority[:n].clone(), "idx": self.idx, "size": n}
+        filled = {name: getattr(self, name)[:n].to("cpu", copy=True)
+                  for name in ("obs", "next_obs", "action", "reward", "priority")}
+        return {**filled, "idx": self.idx, "size": n}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from `state_dict`; the capacity may be larger than when saved."""

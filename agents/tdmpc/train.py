@@ -16,6 +16,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from agents.device import DEVICES, resolve_device
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.buffer import ReplayBuffer
 from agents.tdmpc.checkpoint import load_resume, save_agent, save_resume
@@ -51,6 +52,8 @@ class TrainArgs:
     """Write the resume state every this many environment steps (and at the end)."""
     threads: int = 1
     """torch intra-op threads (1 is fastest when the 2 cores are shared with other jobs)."""
+    device: str = "auto"
+    """Where models, planner and replay live: auto (CUDA where available), cpu or cuda."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -59,7 +62,7 @@ class TrainArgs:
         flags = (f"--task {self.task} --seed {self.seed} --steps {self.steps} --preset {self.preset} "
                  + (f"--precision {self.precision} " if self.precision else "") +
                  f"--out {self.output_dir()} --eval-freq {self.eval_freq} --eval-episodes {self.eval_episodes} "
-                 f"--save-freq {self.save_freq} --threads {self.threads}")
+                 f"--save-freq {self.save_freq} --threads {self.threads} --device {self.device}")
         return f"python -m agents.tdmpc.train {flags}"
 
     def output_dir(self) -> Path:
@@ -111,7 +114,7 @@ def _collect_episode(env: gym.Env, agent: TDMPC, seed: int, plan_ms: list[float]
         start = time.perf_counter()
         action = agent.plan(obs, eval_mode=False, step=agent.step, t0=t == 0)
         plan_ms.append((time.perf_counter() - start) * 1e3)
-        obs, reward, terminated, truncated, _ = env.step(action.numpy())
+        obs, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
         if terminated:
             raise ValueError("TD-MPC training here assumes episodes that never terminate "
                              "(dm_control tasks); this environment terminated")
@@ -127,6 +130,7 @@ class Trainer:
 
     def __init__(self, args: TrainArgs) -> None:
         self.args, self.out = args, args.output_dir()
+        self.device = resolve_device(args.device)
         self.out.mkdir(parents=True, exist_ok=True)
         self.cfg: TDMPCConfig = preset(args.preset, **({"precision": args.precision} if args.precision else {}))
         warn_if_emulated_bf16(self.cfg.precision, f"training on {args.task}")
@@ -134,12 +138,12 @@ class Trainer:
         self.repeat = action_repeat(self.env)
         obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
         self.total = args.steps // self.repeat
-        self.agent = TDMPC(self.cfg, obs_dim, act_dim)
+        self.agent = TDMPC(self.cfg, obs_dim, act_dim, self.device)
         episode = self.env.unwrapped.spec.max_episode_steps if self.env.unwrapped.spec else None
         episode = getattr(self.env.unwrapped, "max_episode_steps", None) or episode or 1000
         capacity = -(-self.total // episode) * episode
         self.buffer = ReplayBuffer(obs_dim, act_dim, min(capacity, self.cfg.max_buffer_size),
-                                   self.cfg.horizon, self.cfg.per_alpha, self.cfg.per_beta)
+                                   self.cfg.horizon, self.cfg.per_alpha, self.cfg.per_beta, self.device)
         self.progress, self.history = Progress(), []
         self.resumed = self._maybe_resume()
 
@@ -160,12 +164,15 @@ class Trainer:
         self.progress = Progress(**data["progress"])
         self.history = [(int(s), float(r)) for s, r in data["history"]]
         torch.set_rng_state(data["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in data:
+            torch.cuda.set_rng_state(data["cuda_rng"], self.device)
         return True
 
     def _save_resume(self) -> None:
         save_resume(self.out / RESUME_FILE, self.agent, self.args.task, {
             "seed": self.args.seed, "buffer": self.buffer.state_dict(), "progress": asdict(self.progress),
-            "history": [list(h) for h in self.history], "torch_rng": torch.get_rng_state()})
+            "history": [list(h) for h in self.history], "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {})})
 
     def _evaluate(self, writer: SummaryWriter, wall: float) -> float:
         env_step = self.progress.step * self.repeat
@@ -199,7 +206,8 @@ class Trainer:
                                                {**asdict(args), **cfg.to_dict()}.items()))
         _log(self.out, f"{'resume at ' + str(p.step * self.repeat) if self.resumed else 'start'}: "
                        f"{args.command()} | nproc={os.cpu_count()} "
-                       f"torch={torch.__version__} threads={args.threads} python={platform.python_version()}")
+                       f"torch={torch.__version__} threads={args.threads} device={self.device} "
+                       f"python={platform.python_version()}")
         bar = tqdm(total=self.total * self.repeat, initial=p.step * self.repeat, unit="env step",
                    disable=not args.progress, dynamic_ncols=True)
         while p.step < self.total:
@@ -254,11 +262,13 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     ap.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
     ap.add_argument("--save-freq", type=int, default=d.save_freq, help="environment steps between resume states")
     ap.add_argument("--threads", type=int, default=d.threads)
+    ap.add_argument("--device", default=d.device, choices=DEVICES,
+                    help="where models, planner and replay run: auto (CUDA where available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = ap.parse_args(argv)
     return TrainArgs(task=a.task, seed=a.seed, steps=a.steps, preset=a.preset, precision=a.precision, out_dir=a.out,
                      eval_freq=a.eval_freq, eval_episodes=a.eval_episodes, save_freq=a.save_freq,
-                     threads=a.threads, progress=not a.no_progress)
+                     threads=a.threads, device=a.device, progress=not a.no_progress)
 
 
 def main(argv: list[str] | None = None) -> None:

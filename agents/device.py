@@ -1,0 +1,20 @@
+"""The `--device auto|cpu|cuda` switch: one name, resolved to a torch device or refused in one line."""
+from __future__ import annotations
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+"""`auto` is CUDA where a GPU is available, else the CPU."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device that `name` (one of DEVICES) means on this machine; a ValueError for `cuda` without
+    a GPU or an unknown name."""
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available on this machine (torch "
+                         f"{torch.__version__}); use --device cpu or auto")
+    return torch.device(name)
