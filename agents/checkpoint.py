@@ -7,10 +7,10 @@ TD-MPC files (`agents.tdmpc.checkpoint`) predate the "format" key and name it in
 
 Every file written here carries `content_sha256`, a sha256 over all its other entries (names, numbers,
 strings, tensor dtypes, shapes and bytes). Loading recomputes it and refuses a file whose content changed,
-and refuses floating-point tensors holding NaN or infinity (also when writing). Files written before digests
-load without that check until `python -m agents.checkpoint FILE` adds theirs. The digest is a checksum against damage, not a
-signature: whoever can edit a file can recompute it. A file re-saved only to add its digest keeps the sha256
-of its earlier bytes in `origin_sha256` (see `checkpoint_identity`).
+and refuses floating-point tensors holding NaN or infinity (also when writing). A file written before
+digests is refused until `python -m agents.checkpoint FILE` adds its digest; such a re-saved file keeps the
+sha256 of its earlier bytes in `origin_sha256` (see `checkpoint_identity`). The digest is a checksum against
+damage, not a signature: whoever can edit a file can recompute it.
 """
 from __future__ import annotations
 
@@ -155,9 +155,11 @@ def _reason(err: BaseException) -> str:
 
 
 def verify_content(path: str | Path, blob: dict[str, Any]) -> None:
-    """Refuse `blob` (read from `path`) when its digest differs or a weight is NaN or infinite (files written
-    before digests have none to check; `python -m agents.checkpoint FILE` adds it)."""
-    if DIGEST_KEY in blob and blob[DIGEST_KEY] != content_digest(blob):
+    """Refuse `blob` (read from `path`) when its digest is absent or differs, or a weight is NaN or infinite."""
+    if DIGEST_KEY not in blob:
+        raise CheckpointError(f"{path} has no content digest (written before digests were stored); if you trust "
+                              f"the file, add one with: python -m agents.checkpoint {path}")
+    if blob[DIGEST_KEY] != content_digest(blob):
         raise CheckpointError(f"{path} was changed after it was written (content digest mismatch): refused")
     bad = non_finite_tensors(blob)
     if bad:
@@ -213,11 +215,15 @@ def add_digest(path: str | Path) -> bool:
 
 
 def checkpoint_identity(path: str | Path) -> str:
-    """Hex sha256 naming the checkpoint's content for result fingerprints: the sha256 of the file's bytes, or
-    for a file re-saved only to add its digest, that of the bytes before (so results made from it stay valid)."""
+    """Hex sha256 naming the checkpoint's content, for result fingerprints and pruned files: its content
+    digest; for a file re-saved only to add that digest, the sha256 of its bytes before (what results made
+    from it recorded); for a file without a digest, the sha256 of its bytes."""
     blob = read_blob(path)
-    origin = blob.get(ORIGIN_KEY) if isinstance(blob, dict) else None
-    return origin if isinstance(origin, str) else file_sha256(path)
+    if isinstance(blob, dict):
+        for key in (ORIGIN_KEY, DIGEST_KEY):
+            if isinstance(blob.get(key), str):
+                return blob[key]
+    return file_sha256(path)
 
 
 def check_config(path: str | Path, stored: dict[str, Any], expected: dict[str, Any]) -> None:

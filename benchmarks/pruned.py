@@ -6,9 +6,11 @@ A file is a `kind="pruned"` ctrlprune checkpoint (`agents.checkpoint`, read with
                 search's achieved sparsity, parameters and widths
     history     torch-pruning history, plain [module name, is_out_channels, [indices]] lists ([] for masks)
     state_dict  the pruned weights (mask methods: `weight_orig` + `weight_mask` per masked layer)
-    digest      sha256 over config, history and weights, so a changed byte is refused
+    digest      sha256 over config, history and weights, so a changed byte is refused (a checksum, not a
+                signature: a hand-made file can carry a matching one, so the structure is checked too)
 
-Loading rebuilds the dense model through its use case, checks the dense checkpoint's sha256, replays the
+Loading checks the structure (tensors, history entries, width labels), rebuilds the dense model through its
+use case, checks the dense checkpoint's identity (`agents.checkpoint.checkpoint_identity`), replays the
 history on a dependency graph traced like the pruning problem (or re-applies the masks with
 `torch.nn.utils.prune.custom_from_mask`), checks every shape and loads the weights.
 """
@@ -26,7 +28,7 @@ import torch.nn.utils.prune as torch_prune
 import torch_pruning as tp
 from torch import nn
 
-from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.checkpoint import CheckpointError, checkpoint_identity, load_checkpoint, save_checkpoint
 from benchmarks.usecases import UseCase, get_usecase
 from pruning import PruneResult, count_params, weight_masks
 
@@ -65,15 +67,6 @@ class PrunedModel:
                 f"sparsity={self.sparsity:.4f}, params={self.params}, masked={c['masked']})")
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def plain_history(history: list) -> list[list]:
     """torch-pruning history as [str, bool, [int, ...]] lists (safe to store, replayable)."""
     return [[str(name), bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in history]
@@ -94,7 +87,7 @@ def save_pruned(path: str | Path, usecase: UseCase, result: PruneResult, seed: i
     config = {
         "model": usecase.name, "method": result.method, "target": float(result.target), "seed": int(seed),
         "latent_prunable": bool(latent_prunable), "dense_checkpoint": str(usecase.checkpoint),
-        "dense_sha256": file_sha256(usecase.checkpoint), "masked": bool(result.masked),
+        "dense_sha256": checkpoint_identity(usecase.checkpoint), "masked": bool(result.masked),
         "achieved": float(result.achieved), "params": int(result.params),
         "widths": {str(k): int(v) for k, v in result.widths.items()}, "eps": float(eps),
     }
@@ -112,16 +105,50 @@ def _checked_blob(path: Path) -> dict[str, Any]:
     bad = [k for k, kind in CONFIG_TYPES.items() if not isinstance(config.get(k), kind)]
     if bad:
         raise CheckpointError(f"{path} has missing or mistyped config field(s) {bad}")
-    if blob.get("digest") != _digest(config, history, state):
+    _check_structure(path, config, history, state)
+    try:
+        digest = _digest(config, history, state)
+    except (TypeError, ValueError) as err:  # config or history holding something JSON cannot write
+        raise CheckpointError(f"{path}: config or history is not plain data ({err})") from None
+    if blob.get("digest") != digest:
         raise CheckpointError(f"{path} was modified after it was saved (content digest mismatch)")
     return blob
+
+
+def _check_structure(path: Path, config: dict[str, Any], history: list, state: dict) -> None:
+    """Refuse contents of the wrong shape before anything uses them (the digest is only a checksum: a
+    hand-made file can carry a matching one)."""
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: state_dict must map names to tensors")
+    if not all(_is_step(step) for step in history):
+        raise CheckpointError(f"{path}: history entries must be [module name, is_out_channels, [indices]]")
+    if not all(isinstance(k, str) and _is_int(v) and v >= 0 for k, v in config["widths"].items()):
+        raise CheckpointError(f"{path}: widths must map group labels to non-negative integers")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_step(step: Any) -> bool:
+    return (isinstance(step, (list, tuple)) and len(step) == 3 and isinstance(step[0], str)
+            and isinstance(step[1], bool) and isinstance(step[2], (list, tuple))
+            and all(_is_int(i) and i >= 0 for i in step[2]))
+
+
+def _check_width_labels(path: Path, model: nn.Module, config: dict[str, Any]) -> None:
+    """Every width label must name a layer of the rebuilt model that has weights."""
+    layers = {name for name, module in model.named_modules() if isinstance(getattr(module, "weight", None), torch.Tensor)}
+    unknown = sorted(set(config["widths"]) - layers)
+    if unknown and not config["masked"]:
+        raise CheckpointError(f"{path}: widths name layers the model does not have: {unknown[:4]}")
 
 
 def _dense_usecase(path: Path, config: dict[str, Any], **options: Any) -> UseCase:
     dense_path = Path(config["dense_checkpoint"])
     if not dense_path.is_file():
         raise CheckpointError(f"{path} was pruned from {dense_path}, which does not exist")
-    if file_sha256(dense_path) != config["dense_sha256"]:
+    if checkpoint_identity(dense_path) != config["dense_sha256"]:
         raise CheckpointError(f"{path} was pruned from another version of {dense_path} (sha256 differs)")
     return get_usecase(config["model"], str(dense_path), **options)
 
@@ -161,6 +188,7 @@ def load_pruned(path: str | Path, **options: Any) -> PrunedModel:
     except (AttributeError, IndexError, KeyError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: cannot rebuild the pruned model ({type(err).__name__}: {err})") from err
     _check_shapes(path, model, state)
+    _check_width_labels(path, model, config)
     model.load_state_dict(state)
     return PrunedModel(model.eval(), usecase, dense, config)
 

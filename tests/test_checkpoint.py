@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from agents.checkpoint import (CheckpointError, CheckpointMissing, atomic_save, check_config, load_checkpoint,
-                               save_checkpoint)
+                               save_checkpoint, save_sealed)
 from agents.tdmpc import load_agent
 
 
@@ -56,7 +56,7 @@ def test_kind_version_and_foreign_files_are_refused(tmp_path: Path) -> None:
 
 def test_namespaced_kind_without_format_key_is_read(tmp_path: Path) -> None:
     """The TD-MPC layout: no "format" key, the kind says ctrlprune."""
-    path = atomic_save({"kind": "ctrlprune/x", "version": 3, "w": torch.zeros(1)}, tmp_path / "x.pt")
+    path = save_sealed({"kind": "ctrlprune/x", "version": 3, "w": torch.zeros(1)}, tmp_path / "x.pt")
     assert load_checkpoint(path, "ctrlprune/x", version=3)["version"] == 3
 
 

@@ -64,12 +64,18 @@ def test_non_finite_weights_are_refused_on_write_and_on_read(tmp_path: Path) -> 
     with pytest.raises(CheckpointError, match=r"non-finite .* in w"):
         save_checkpoint(tmp_path / "x.pt", "thing", {}, w=bad)
     assert not list(tmp_path.iterdir())
-    for blob in ({"format": "ctrlprune", "kind": "thing", "version": 1, "state": {"layer.weight": bad}},):
-        atomic_save(blob, tmp_path / "legacy.pt")  # no digest
-        atomic_save({**blob, DIGEST_KEY: content_digest(blob)}, tmp_path / "sealed.pt")  # digest recomputed
-        for name in ("legacy.pt", "sealed.pt"):
-            with pytest.raises(CheckpointError, match=r"non-finite .* state\.layer\.weight"):
-                load_checkpoint(tmp_path / name, "thing")
+    blob = {"format": "ctrlprune", "kind": "thing", "version": 1, "state": {"layer.weight": bad}}
+    atomic_save({**blob, DIGEST_KEY: content_digest(blob)}, tmp_path / "sealed.pt")  # digest recomputed
+    with pytest.raises(CheckpointError, match=r"non-finite .* state\.layer\.weight"):
+        load_checkpoint(tmp_path / "sealed.pt", "thing")
+
+
+def test_files_without_a_digest_are_refused_with_the_command_that_adds_one(tmp_path: Path) -> None:
+    path = atomic_save({"format": "ctrlprune", "kind": "thing", "version": 1, "w": torch.ones(2)}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match=f"no content digest .*python -m agents.checkpoint {path}"):
+        load_checkpoint(path, "thing")
+    assert main([str(path)]) == 0
+    assert torch.equal(load_checkpoint(path, "thing")["w"], torch.ones(2))
 
 
 def test_code_executing_pickles_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -133,14 +139,11 @@ def test_adding_a_digest_keeps_every_tensor_and_the_identity(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["old.pt"]
 
 
-def test_shipped_checkpoints_have_finite_weights_and_a_matching_digest_when_they_carry_one() -> None:
-    assert len(SHIPPED) >= 3
+def test_shipped_checkpoints_carry_their_digest_and_the_identity_their_results_were_made_with() -> None:
+    assert len(SHIPPED) == 17
     for path in SHIPPED:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if DIGEST_KEY in blob:
-            assert blob[DIGEST_KEY] == content_digest(blob), path
-        kind = blob["kind"]
-        load_checkpoint(path, kind, version=blob["version"])
+        blob = load_checkpoint(path, torch.load(path, weights_only=True)["kind"], version=1)  # digest, finite
+        assert len(blob[ORIGIN_KEY]) == 64 and checkpoint_identity(path) == blob[ORIGIN_KEY] != file_sha256(path)
 
 
 def test_mnist_cache_path_that_is_a_directory_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from agents.checkpoint import save_checkpoint
 from benchmarks.cli import main
 from benchmarks.pruned import load_pruned, save_pruned
 from benchmarks.usecases import get_usecase
@@ -82,7 +83,10 @@ def test_damaged_or_mismatched_files_are_refused(tmp_path, capsys, usecase, dens
                         seed=0, latent_prunable=True, eps=0.01)
     _refused(capsys, wrong, "does not match the stored weights")
 
-    dense_copy.write_bytes(dense_copy.read_bytes() + b"\0")
+    retrained = dense.state_dict()
+    retrained["encoder.0.bias"] = retrained["encoder.0.bias"] + 1e-3
+    save_checkpoint(dense_copy, "autoencoder", {"input_dim": 784, "hidden": (512, 256), "latent": 64},
+                    state_dict=retrained)
     _refused(capsys, good, "another version of")
     dense_copy.unlink()
     _refused(capsys, good, "does not exist")
@@ -107,3 +111,33 @@ def test_tdmpc_round_trip_with_two_latent_producers(tmp_path) -> None:
             assert all(torch.equal(a, b) for a, b in zip(want, got)) and loaded.params == result.params
     finally:
         torch.set_num_threads(threads)
+
+
+def _hand_made(tmp_path: Path, good: Path, name: str, change) -> Path:
+    """A copy of `good` changed by `change(blob)`, with both digests recomputed (as a forger would)."""
+    from agents.checkpoint import DIGEST_KEY, atomic_save, content_digest, read_blob
+    from benchmarks.pruned import _digest
+
+    blob = read_blob(good)
+    change(blob)
+    try:
+        blob["digest"] = _digest(blob["config"], blob["history"], blob["state_dict"])
+    except (AttributeError, TypeError, ValueError):
+        pass  # what cannot be digested is refused before the digest is compared
+    blob[DIGEST_KEY] = content_digest(blob)
+    return atomic_save(blob, tmp_path / name)
+
+
+def test_hand_made_files_with_recomputed_digests_are_refused_in_one_line(tmp_path, capsys, usecase, dense) -> None:
+    result = _prune(usecase, dense, "tp-magnitude", 0.3)
+    good = save_pruned(tmp_path / "good.pt", usecase, result, seed=0, latent_prunable=True, eps=0.01)
+    first = next(iter(result.model.state_dict()))
+    cases = {
+        "values.pt": (lambda b: b["state_dict"].__setitem__(first, [1.0, 2.0]), "must map names to tensors"),
+        "history.pt": (lambda b: b["history"].append(["encoder.0", "yes", [1]]), "history entries must be"),
+        "indices.pt": (lambda b: b["history"].append(["encoder.0", True, [-3]]), "history entries must be"),
+        "label.pt": (lambda b: b["config"]["widths"].__setitem__("encoder.99", 3), "layers the model does not have"),
+        "width.pt": (lambda b: b["config"]["widths"].__setitem__("encoder.0", "wide"), "widths must map"),
+    }
+    for name, (change, message) in cases.items():
+        _refused(capsys, _hand_made(tmp_path, good, name, change), message)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
+from agents.checkpoint import CheckpointError, checkpoint_identity
 from benchmarks.sweep.store import DENSE, Cell, fingerprint
 from benchmarks.sweep.suite import Suite
 from benchmarks.usecases import UseCase
@@ -20,20 +20,21 @@ def suite_cells(suite: Suite) -> list[Cell]:
     return cells
 
 
-def _file_digest(path: str) -> str:
+def _checkpoint_id(path: str) -> str:
+    """Short identity of the dense checkpoint's content (`checkpoint_identity`), "missing" when unreadable."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-    except OSError:
+        return checkpoint_identity(path)[:16]
+    except (OSError, CheckpointError):
         return "missing"
 
 
 def shared_settings(suite: Suite, usecase: UseCase) -> dict[str, Any]:
-    return {"model": suite.model, "checkpoint": _file_digest(usecase.checkpoint), "eps": suite.eps,
+    return {"model": suite.model, "checkpoint": _checkpoint_id(usecase.checkpoint), "eps": suite.eps,
             "model_options": suite.model_options}
 
 
 def cell_fingerprinter(suite: Suite, usecase: UseCase):
-    """Hash of everything that decides a cell's row: checkpoint bytes, tolerance, options and the version of
+    """Hash of everything that decides a cell's row: checkpoint content, tolerance, options and the version of
     the use case's code the method depends on (absent when unversioned, so older cells stay valid)."""
     base = shared_settings(suite, usecase)
 
@@ -81,6 +82,6 @@ def describe_cells(cells: list[Cell]) -> list[str]:
     for (method, latent, lvs), seeds in merged.items():
         label = method + ("" if latent or method == DENSE else " (latent kept)")
         seed_text = ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
-        rho = ", ".join(f"{lv:g}" for lv in lvs)
+        rho = ", ".join(str(lv) for lv in lvs)
         lines.append(f"{label}, {seed_text}: rho {rho} ({len(lvs) * len(seeds)} cells)")
     return lines
