@@ -46,6 +46,40 @@ def _csv_strs(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def describe_os_error(err: OSError) -> str:
+    """An OSError as one line: 'what went wrong: path' (no errno noise)."""
+    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    return f"{err.strerror or err}: {where}" if where else str(err.strerror or err)
+
+
+def _writable_folder(path: Path, flag: str) -> None:
+    """OSError/ValueError unless files can be created in `path` or, when it does not exist yet, in its nearest
+    existing parent (tried with a temporary file that is removed at once: nothing is left behind)."""
+    import tempfile
+
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
+    with tempfile.TemporaryFile(dir=existing):
+        pass
+
+
+def check_output_folder(path: Path, flag: str) -> None:
+    """Refuse before any work an output folder that is a file or cannot be written."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder")
+    _writable_folder(path, flag)
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse before any work an output file that is a folder or whose folder cannot be written."""
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder, not a file")
+    _writable_folder(path.parent, flag)
+
+
 def cmd_bench(ns: argparse.Namespace) -> int:
     import dataclasses
 
@@ -59,6 +93,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     if ns.dry_run:
         return _print_pending(suite, ns.out, ns.fresh, full_suite)
     executor = make_executor(ns.executor, ns.address)  # fails (e.g. Ray missing) before any result is touched
+    check_output_folder(ns.out, "--out")
     suite = dataclasses.replace(suite, plugins=tuple(dict.fromkeys([*ns.plugin, *suite.plugins])))  # for the workers
     command = _reproduce_command(ns)
     store = run_suite(suite, root=ns.out, fresh=ns.fresh, quiet=ns.quiet, on_cell=_print_row if ns.verbose else None,
@@ -72,10 +107,12 @@ def _print_pending(suite: Suite, out: Path, fresh: bool, full_suite: Suite | Non
     from benchmarks.sweep.cells import describe_cells, estimate_seconds
     from benchmarks.sweep.runner import pending_cells
 
-    cells, todo, done = pending_cells(suite, out, full_suite)
-    todo = cells if fresh else todo
-    print(f"{suite.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run"
-          + (" (--fresh discards the done ones)" if fresh and cells else ""))
+    cells, pending, done = pending_cells(suite, out, full_suite)
+    todo = cells if fresh else pending
+    done_count = len(cells) - len(pending)
+    print(f"{suite.name}: {len(cells)} cells, {done_count} done, {len(todo)} to run"
+          + (f" (--fresh recomputes the {done_count} done one(s), each replaced when its new row is stored; "
+             "no other stored cell is touched)" if fresh and done_count else ""))
     for line in describe_cells(todo):
         print(f"  {line}")
     seconds, unknown = estimate_seconds(todo, done)
@@ -197,18 +234,20 @@ def write_report(result_dir: Path, figures: list[Path], html: bool = False) -> P
 
 def cmd_prune(ns: argparse.Namespace) -> int:
     from benchmarks.pruned import save_pruned
-    from benchmarks.sweep.suite import registered_names, validate_sparsity
+    from benchmarks.sweep.suite import registered_names, validate_seed, validate_sparsity
     from benchmarks.usecases import get_usecase, is_known_usecase
     from pruning import get_method
     import torch
 
     validate_sparsity(ns.sparsity, "--sparsity")
+    validate_seed(ns.seed, "--seed")
     method = get_method(ns.method)
     models, _ = registered_names()
     if not is_known_usecase(ns.model):
         raise ValueError(f"unknown model {ns.model!r}; valid models: {models}")
     if ns.out.suffix != ".pt":
         raise ValueError(f"--out {ns.out} must end in .pt")
+    check_output_file(ns.out, "--out")
     usecase = get_usecase(ns.model, ns.checkpoint or "")
     problem = usecase.problem(usecase.load(), ns.seed, latent_prunable=not ns.keep_latent)
     torch.manual_seed(ns.seed)
@@ -223,7 +262,9 @@ def cmd_prune(ns: argparse.Namespace) -> int:
 
 def cmd_eval(ns: argparse.Namespace) -> int:
     from benchmarks.pruned import load_pruned, measured_widths
+    from benchmarks.sweep.suite import validate_seed
 
+    validate_seed(ns.seed, "--seed")
     loaded = load_pruned(ns.file)
     c = loaded.config
     metric, spread = loaded.usecase.evaluate(loaded.model, ns.seed)
@@ -255,8 +296,12 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
     from benchmarks.ablation import (ablate, ablation_table, check_width_method, method_importance, method_setting,
                                      stored_cell)
     from benchmarks.sweep.store import ResultsFolder, write_atomic
+    from benchmarks.sweep.suite import validate_seed
     from benchmarks.usecases import get_usecase
 
+    validate_seed(ns.seed, "--seed")
+    if ns.out:
+        check_output_file(ns.out, "--out")
     options: dict = {}
     if ns.dir is not None:
         if ns.sparsity is None or ns.widths:
@@ -284,6 +329,8 @@ def cmd_targets(ns: argparse.Namespace) -> int:
     from benchmarks.sweep.store import write_atomic
     from benchmarks.report.targets import targets_markdown
 
+    if ns.out:
+        check_output_file(ns.out, "--out")
     text = targets_markdown(ns.dirs)
     print(text, end="")
     if ns.out:
@@ -440,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         code = cmd_train(ns, rest) if ns.command == "train" else handlers[ns.command](ns)
     except (SuiteError, CheckpointError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"ctrlprune {ns.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # read-only or full disk, a file where a folder belongs, ...
+        print(f"ctrlprune {ns.command}: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ctrlprune {ns.command}: interrupted; finished cells are kept, rerun to resume", file=sys.stderr)

@@ -212,6 +212,15 @@ def write_records(result_dir: Path, rows: list[dict[str, Any]], command: str) ->
     returns the `tb` folder."""
     tb = result_dir / "tb"
     shutil.rmtree(tb, ignore_errors=True)
+    try:
+        _write_all(tb, result_dir, rows, command)
+    except OSError:  # e.g. a full disk: leave no half-written (0-byte) event files behind
+        shutil.rmtree(tb, ignore_errors=True)
+        raise
+    return tb
+
+
+def _write_all(tb: Path, result_dir: Path, rows: list[dict[str, Any]], command: str) -> None:
     levels = sorted({_step(r["target_sparsity"]) for r in rows})
     for name, run_rows in _runs(rows).items():
         with SummaryWriter(str(tb / name)) as writer:
@@ -222,4 +231,3 @@ def write_records(result_dir: Path, rows: list[dict[str, Any]], command: str) ->
         if rows:
             writer.add_custom_scalars(chart_layout(rows[0]["metric_name"]))
     write_hparams(result_dir / "tb-hparams", rows)
-    return tb

@@ -13,7 +13,7 @@ from pruning.coefficients import (SoftMasks, coefficients_for, consumer_means, h
 from pruning.context import SearchContext, finish, measured_widths, prepare, solve_ratio
 from pruning.groups import Group
 from pruning.problem import PruningProblem
-from pruning.ranking import ranking
+from pruning.ranking import IMPORTANCES, ranking
 from pruning.registry import check_options, register_method
 from pruning.result import PruneResult
 
@@ -72,6 +72,8 @@ class GradientConfig:
             raise ValueError("steps, eval_every and greedy_chunks must be >= 1")
         if self.probe_steps < 0:
             raise ValueError(f"probe_steps must be >= 0, got {self.probe_steps}")
+        if self.importance not in IMPORTANCES:
+            raise ValueError(f"importance must be one of {list(IMPORTANCES)}, got {self.importance!r}")
 
 
 STARTS = ("uniform", "keep-inter", "greedy")

@@ -11,7 +11,7 @@ from pruning.coefficients import consumer_means, harden_with_means, n_removed
 from pruning.context import SearchContext, UnusableModelError, check_usable, finish, measured_widths, prepare
 from pruning.groups import Group
 from pruning.problem import PruningProblem
-from pruning.ranking import ranking
+from pruning.ranking import IMPORTANCES, ranking
 from pruning.registry import check_options, register_method
 from pruning.result import PruneResult
 
@@ -42,6 +42,16 @@ class GridConfig:
     mean_replacement: bool = False
     """A removed channel feeds its consumers its mean on the surrogate's data instead of zero (folded into their
     biases); as in the gradient method, so that both searches prune the same way."""
+
+    def __post_init__(self) -> None:
+        if not self.step > 0:
+            raise ValueError(f"grid step must be > 0, got {self.step}")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"budget must be >= 1 (or absent for all candidates), got {self.budget}")
+        if min(self.max_enumerate, self.max_draws, self.chunk) < 1:
+            raise ValueError("max_enumerate, max_draws and chunk must be >= 1")
+        if self.importance not in IMPORTANCES:
+            raise ValueError(f"importance must be one of {list(IMPORTANCES)}, got {self.importance!r}")
 
 
 def _levels(step: float, c_max: float) -> torch.Tensor:

@@ -1,8 +1,11 @@
 """One registry for every pruning method: `method(problem, target, *, eps, seed, **options) -> PruneResult`."""
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from pruning.problem import PruningProblem
 from pruning.result import PruneResult
@@ -27,6 +30,11 @@ OTHER = "other"
 
 
 @dataclass(frozen=True)
+class NoOptions:
+    """Options dataclass of a method that takes none."""
+
+
+@dataclass(frozen=True)
 class MethodInfo:
     """What reports and tools need to know about a registered method besides calling it."""
 
@@ -34,7 +42,8 @@ class MethodInfo:
     family: str
     """MASK, STRUCTURAL, WIDTH or OTHER."""
     config: type | None
-    """Dataclass of the method's options (their defaults), None when it declares none."""
+    """Dataclass of the method's options (their defaults; `NoOptions` for none), None when it declares none
+    (its options are then checked only when it runs)."""
     order: int
     """Display order in tables and legends: the order of registration."""
 
@@ -60,8 +69,8 @@ def _shipped() -> dict[str, tuple[str, type | None]]:
     from pruning.gradient import GradientConfig
     from pruning.grid import GridConfig
 
-    return {"torch-random": (MASK, None), "torch-l2": (MASK, None), "tp-random": (STRUCTURAL, None),
-            "tp-magnitude": (STRUCTURAL, None), "grid": (WIDTH, GridConfig), "grid-group": (WIDTH, GridConfig),
+    return {"torch-random": (MASK, NoOptions), "torch-l2": (MASK, NoOptions), "tp-random": (STRUCTURAL, NoOptions),
+            "tp-magnitude": (STRUCTURAL, NoOptions), "grid": (WIDTH, GridConfig), "grid-group": (WIDTH, GridConfig),
             "gradient": (WIDTH, GradientConfig)}
 
 
@@ -101,3 +110,60 @@ def check_options(method: str, options: dict, valid: list[str]) -> None:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"method {method!r} got unknown options {unknown}; valid options: {sorted(valid)}")
+
+
+def check_method_options(method: str, options: dict[str, Any]) -> None:
+    """ValueError (one line) unless `options` are names, types and values the method's options dataclass
+    accepts; methods registered without one are checked when they run."""
+    config = method_info(method).config
+    if config is None:
+        return
+    hints = typing.get_type_hints(config)
+    check_options(method, options, [f.name for f in dataclasses.fields(config)])
+    check_option_types(f"method {method!r}", options, hints)
+    try:
+        config(**options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"method {method!r}: {err}") from None
+
+
+def check_option_types(owner: str, options: dict[str, Any], hints: dict[str, Any]) -> None:
+    """ValueError naming the first option whose value does not have its declared type (ints count as floats)."""
+    for key, value in options.items():
+        if key in hints and not fits_type(value, hints[key]):
+            raise ValueError(f"{owner} option {key!r} must be {type_name(hints[key])}, got "
+                             f"{type(value).__name__} {value!r}")
+
+
+def fits_type(value: Any, hint: Any) -> bool:
+    """Whether a plain value (as read from TOML) has the type `hint`: scalars, None, unions, lists/tuples."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(fits_type(value, arg) for arg in args)
+    if hint is None or hint is type(None):
+        return value is None
+    if origin in (list, tuple) or hint in (list, tuple):
+        items = [a for a in args if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and all(fits_type(v, items[0]) for v in value if items)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def type_name(hint: Any) -> str:
+    """A declared type as a reader would write it: 'int or None', 'list of str'."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in args)
+    if hint is type(None):
+        return "None"
+    if origin in (list, tuple):
+        items = [a for a in args if a is not Ellipsis]
+        return f"a list of {type_name(items[0])}" if items else "a list"
+    return getattr(hint, "__name__", str(hint))

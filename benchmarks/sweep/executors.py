@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from typing import Any, Iterator, Protocol
 
 import torch
@@ -46,18 +46,27 @@ class Executor(Protocol):
 
 @dataclass(frozen=True)
 class LocalExecutor:
-    """Cells in this process (workers=1) or in a pool of spawned processes, each with its own dense model."""
+    """Cells in this process (workers=1) or in a pool of spawned processes, each with its own dense model.
+    When the run stops early (Ctrl-C, an error), the pool's processes are ended at once, mid-cell."""
 
     def run(self, suite: Suite, todo: list[Cell], workers: int) -> Iterator[Finished]:
         if workers == 1:
             init_process(suite, CELL_THREADS)
             yield from (run_in_process(c) for c in todo)
             return
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_process,
-                                 initargs=(suite, CELL_THREADS)) as pool:
+        before = set(active_children())
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_process,
+                                   initargs=(suite, CELL_THREADS))
+        try:
             futures = [pool.submit(run_in_process, c) for c in todo]
             for future in as_completed(futures):
                 yield future.result()
+        except BaseException:  # Ctrl-C, a failed cell, or the consumer stopped: do not wait for running cells
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in set(active_children()) - before:
+                process.terminate()
+            raise
+        pool.shutdown()
 
 
 @dataclass(frozen=True)

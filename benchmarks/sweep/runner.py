@@ -6,6 +6,7 @@ MACs, latency, latent stability -> one row in the results store.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -58,34 +59,46 @@ def run_suite(suite: Suite, root: Path = RESULTS_ROOT, fresh: bool = False, work
               executor: Executor | None = None, command: str = "", full_suite: Suite | None = None) -> ResultStore:
     """Run every missing cell of `suite` on `executor` (default: local), store each as it finishes, rebuild metrics.csv.
 
+    `fresh` recomputes the finished cells of `suite` too, each replaced only when its new row is stored; no
+    other cell file is touched. The run holds the store's lock: a second run on the same store is refused.
     `on_cell(cell, row)` is called after each finished cell is stored (e.g. to print its row).
     `command` is the shell command that reproduces this run; run.json keeps it for the report. `full_suite`
     is the suite `suite` was cut from (`--methods`, ...): metrics.csv lists the still-current cells of it too.
     """
     store = open_store(suite, root, full_suite)
-    if fresh:
-        store.clear()
-    store.sweep_temporaries()
-    cells = suite_cells(suite)
-    todo = store.missing(cells)
-    if not quiet:
-        print(f"{suite!r}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
-        stale = store.stale()
-        if stale:
-            print(f"{stale} stored cell(s) were made under other settings or an older method version: "
-                  "metrics.csv leaves them out until a run recomputes them")
-    started = time.perf_counter()
-    with tqdm(total=len(todo), desc=suite.name, unit="cell", disable=quiet) as bar:
-        for cell, row, extra in _execute(suite, todo, workers or suite.workers, executor):
-            store.put(cell, row, extra)
-            store.write_csv(cells)
-            bar.set_postfix_str(f"{cell} -> {row['metric_name']} {row['metric']:.2f}")
-            bar.update()
-            if on_cell is not None:
-                on_cell(cell, row)
-    store.write_csv(cells)
-    _write_run_info(store, suite, time.perf_counter() - started, len(todo), command)
+    with store.lock():
+        store.sweep_temporaries()
+        cells = suite_cells(suite)
+        todo = cells if fresh else store.missing(cells)
+        if not quiet:
+            _report_state(store, suite, cells, todo, fresh)
+        started = time.perf_counter()
+        with tqdm(total=len(todo), desc=suite.name, unit="cell", disable=quiet) as bar, \
+                closing(_execute(suite, todo, workers or suite.workers, executor)) as finished:
+            for cell, row, extra in finished:
+                store.put(cell, row, extra)
+                store.write_csv(cells)
+                bar.set_postfix_str(f"{cell} -> {row['metric_name']} {row['metric']:.2f}")
+                bar.update()
+                if on_cell is not None:
+                    on_cell(cell, row)
+        store.write_csv(cells)
+        _write_run_info(store, suite, time.perf_counter() - started, len(todo), command)
     return store
+
+
+def _report_state(store: ResultStore, suite: Suite, cells: list[Cell], todo: list[Cell], fresh: bool) -> None:
+    """What the run will do: cells done and to run, and the stored files it ignores or recomputes."""
+    verb = "to recompute (--fresh)" if fresh else "to run"
+    print(f"{suite!r}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} {verb}")
+    stale, torn = store.stale(), store.torn()
+    if stale:
+        print(f"{stale} stored cell(s) were made under other settings or an older method version: "
+              "metrics.csv leaves them out until a run recomputes them")
+    if torn:
+        names = ", ".join(p.name for p in torn[:3]) + (" ..." if len(torn) > 3 else "")
+        print(f"{len(torn)} cell file(s) are torn (cut short or not a cell: {names}); the suite's are recomputed, "
+              "and each is replaced only when its new row is stored")
 
 
 def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: int, command: str) -> None:

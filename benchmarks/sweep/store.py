@@ -9,12 +9,13 @@ suite's finished cells in suite order: none lost, none duplicated.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -30,6 +31,14 @@ COLUMNS = [
 """Columns of metrics.csv, in order. `metric_std` is the spread over evaluation episodes (TD-MPC);
 `cell_seconds` is the wall time of the whole cell (search, evaluation, measurements), empty for cells stored
 before it was recorded."""
+
+LOCK_FILE = ".lock"
+"""Lock file of a store (`<root>/.lock`), held by the run writing to it."""
+
+
+class StoreError(ValueError):
+    """The store cannot be used as asked (another run holds it, metrics.csv is damaged); one line says why."""
+
 
 TIMING_COLUMNS = ("latency_ms_b1", "latency_ms_b256", "search_seconds", "cell_seconds")
 """Columns that depend on the machine's load, left out of determinism checks."""
@@ -48,10 +57,22 @@ class Cell:
     @property
     def key(self) -> str:
         latent = "latent" if self.latent_prunable else "keeplatent"
-        return f"{self.model}__{self.method}__{latent}__{self.target_sparsity:.4f}__seed{self.seed}"
+        return f"{self.model}__{self.method}__{latent}__{level_key(self.target_sparsity)}__seed{self.seed}"
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        """Whether a stored row is this cell's (same model, method, latent setting, exact level and seed)."""
+        return (row.get("model"), row.get("method"), row.get("latent_prunable"), row.get("target_sparsity"),
+                row.get("seed")) == (self.model, self.method, self.latent_prunable, self.target_sparsity, self.seed)
 
     def __str__(self) -> str:
         return f"{self.method} rho={self.target_sparsity:g} seed={self.seed}" + ("" if self.latent_prunable else " (latent kept)")
+
+
+def level_key(level: float) -> str:
+    """The sparsity level in a cell's file name, exact: 4 decimals for a level that has at most 4 (the
+    names of the stored cells), else its shortest round-trip form (which never has exactly 4 decimals), so
+    distinct levels never share a file."""
+    return f"{level:.4f}" if round(level, 4) == level else repr(float(level))
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -60,13 +81,51 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step (temporary file in the same folder, then rename)."""
+    """Replace `path` with `text` in one step (temporary file in the same folder, then rename). The file gets
+    the usual mode (0644 under the common umask 022); on any failure (e.g. a full disk) the temporary file is
+    removed and `path` keeps its old content."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_ROW_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model": str, "method": str, "latent_prunable": bool, "target_sparsity": float, "seed": int,
+    "metric_name": str, "metric": (int, float),
+}
+"""Row fields every stored cell must hold, with their JSON types."""
+
+
+def read_cell(path: Path) -> dict[str, Any] | None:
+    """A cell file's content when it is a whole cell (a row with its identity and metric; a cell without a
+    fingerprint is never current), else None (missing, cut short, not JSON, or another shape)."""
+    try:
+        blob = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(blob, dict) or not isinstance(blob.get("fingerprint", ""), str):
+        return None
+    row = blob.get("row")
+    if not isinstance(row, dict):
+        return None
+    for key, kind in _ROW_TYPES.items():
+        value = row.get(key)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            return None
+    return blob
+
+
+def row_cell(row: dict[str, Any]) -> Cell:
+    """The cell a stored row belongs to."""
+    return Cell(row["model"], row["method"], row["latent_prunable"], row["target_sparsity"], row["seed"])
 
 
 class ResultsFolder:
@@ -89,12 +148,9 @@ class ResultsFolder:
         return read_csv(self.csv_path)
 
     def cell_files(self) -> Iterator[tuple[Path, dict[str, Any] | None]]:
-        """Every cell file in name order with its content (None when unreadable)."""
+        """Every cell file in name order with its content (None when torn: not a whole cell, see `read_cell`)."""
         for path in sorted(self.cells_dir.glob("*.json")):
-            try:
-                yield path, json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                yield path, None
+            yield path, read_cell(path)
 
     def cell_blobs(self) -> Iterator[dict[str, Any]]:
         """The content of every readable cell file ({"row", "extra", "fingerprint", "context"}), in name order."""
@@ -119,12 +175,9 @@ class ResultStore(ResultsFolder):
         return self.cells_dir / f"{cell.key}.json"
 
     def get(self, cell: Cell) -> dict[str, Any] | None:
-        """The stored row of `cell`, or None when missing, unreadable or made under other settings."""
-        try:
-            blob = json.loads(self.path(cell).read_text())
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        if blob.get("fingerprint") != self.fingerprint(cell):
+        """The stored row of `cell`, or None when missing, torn, another cell's, or made under other settings."""
+        blob = read_cell(self.path(cell))
+        if blob is None or not cell.matches(blob["row"]) or blob.get("fingerprint") != self.fingerprint(cell):
             return None
         return blob["row"]
 
@@ -135,13 +188,12 @@ class ResultStore(ResultsFolder):
 
     def extra(self, cell: Cell) -> dict[str, Any]:
         """Side data stored with a cell (e.g. reconstructions), empty when none."""
-        try:
-            return json.loads(self.path(cell).read_text()).get("extra", {})
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        blob = read_cell(self.path(cell))
+        extra = blob.get("extra") if blob is not None else None
+        return extra if isinstance(extra, dict) else {}
 
     def sweep_temporaries(self) -> None:
-        """Delete temporary files a killed run left behind (never finished rows)."""
+        """Delete temporary files a killed run left behind (never finished rows); call it holding `lock()`."""
         for tmp in self.cells_dir.glob(".*"):
             tmp.unlink(missing_ok=True)
 
@@ -157,24 +209,23 @@ class ResultStore(ResultsFolder):
         same shared settings (files from before contexts were recorded count as the same) and still current
         (their fingerprint matches: e.g. not made by an older version of their method), in a stable order."""
         asked = {self.path(c).name for c in cells}
-        rows = []
-        for path, blob in self.cell_files():
-            if path.name not in asked and blob is not None and self._current(blob):
-                rows.append(blob["row"])
+        rows = [blob["row"] for path, blob in self.cell_files()
+                if path.name not in asked and blob is not None and self._current(path, blob)]
         return sorted(rows, key=lambda r: (r["method"], not r["latent_prunable"], r["target_sparsity"], r["seed"]))
 
-    def _current(self, blob: dict[str, Any]) -> bool:
-        """Made under this suite's shared settings (files from before contexts were recorded count as such)
-        and this cell's current fingerprint."""
-        if blob.get("context", self.context) != self.context:
-            return False
-        row = blob["row"]
-        cell = Cell(row["model"], row["method"], row["latent_prunable"], row["target_sparsity"], row["seed"])
-        return blob.get("fingerprint") == self.fingerprint(cell)
+    def _current(self, path: Path, blob: dict[str, Any]) -> bool:
+        """Made under this suite's shared settings and fingerprint, and filed under its own cell's name."""
+        cell = row_cell(blob["row"])
+        return (blob.get("context", self.context) == self.context and self.path(cell).name == path.name
+                and blob.get("fingerprint") == self.fingerprint(cell))
 
     def stale(self) -> int:
         """How many stored cells were made under other settings or code versions (rerunning recomputes them)."""
-        return sum(blob is None or not self._current(blob) for _, blob in self.cell_files())
+        return sum(blob is not None and not self._current(path, blob) for path, blob in self.cell_files())
+
+    def torn(self) -> list[Path]:
+        """Cell files that are not a whole cell (cut short, hand-edited, not JSON); a run recomputes them."""
+        return [path for path, blob in self.cell_files() if blob is None]
 
     def write_csv(self, cells: Iterable[Cell]) -> Path:
         """Rebuild metrics.csv atomically: the finished `cells`, then the other stored cells of the suite."""
@@ -190,10 +241,26 @@ class ResultStore(ResultsFolder):
         """Replace run.json with `info`."""
         write_atomic(self.run_path, json.dumps(info, indent=1))
 
-    def clear(self) -> None:
-        """Forget every result of this suite (`--fresh`)."""
-        if self.root.exists():
-            shutil.rmtree(self.root)
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold `<root>/.lock` while writing: a second run on the same store is refused instead of computing
+        every cell twice and deleting the other's temporary files. The lock dies with its process."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_FILE, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                raise StoreError(f"another run (pid {holder}) is writing to {self.root}; wait for it to finish "
+                                 "or give another --out") from None
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def format_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -208,11 +275,27 @@ def format_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_csv(path: str | Path) -> list[dict[str, Any]]:
-    """metrics.csv as typed rows."""
-    with open(path, newline="") as fh:
-        return [_typed(r) for r in csv.DictReader(fh)]
+    """metrics.csv as typed rows; StoreError naming the line when the file is cut short or malformed."""
+    path = Path(path)
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in _REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise StoreError(f"{path} lacks the column(s) {missing}; {_REBUILD}")
+        rows = []
+        for row in reader:
+            try:
+                if None in row or None in row.values():
+                    raise ValueError("wrong number of fields")
+                rows.append(_typed(row))
+            except ValueError as err:
+                raise StoreError(f"{path} line {reader.line_num} is cut short or malformed ({err}); "
+                                 f"{_REBUILD}") from None
+    return rows
 
 
+_REQUIRED_COLUMNS = ("model", "method", "latent_prunable", "target_sparsity", "seed", "metric_name", "metric")
+_REBUILD = "rerun the suite's `ctrlprune bench` command to rebuild it from the cell files"
 _INT_COLUMNS = {"seed", "params", "macs", "evaluations"}
 _BOOL_COLUMNS = {"in_band", "latent_prunable"}
 _STR_COLUMNS = {"model", "method", "metric_name", "widths"}

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SUITES_DIR = Path(__file__).parent.parent / "suites"
+MAX_SEED = 2**31 - 1
+"""Largest seed a suite or command may use."""
 
 
 class SuiteError(ValueError):
@@ -151,11 +153,39 @@ def _check_semantics(suite: Suite, known_models: list[str], known_methods: list[
         validate_sparsity(s, f"sparsities[{i}]")
     if not 0.0 < suite.eps < 0.5:
         raise SuiteError(f"eps {suite.eps} must lie in (0, 0.5)")
-    if any(s < 0 for s in suite.seeds):
-        raise SuiteError(f"seeds must be non-negative, got {list(suite.seeds)}")
+    for i, seed in enumerate(suite.seeds):
+        validate_seed(seed, f"seeds[{i}]")
     if not 1 <= suite.workers <= 64:
         raise SuiteError(f"workers {suite.workers} must lie in [1, 64]")
     _check_module_names(suite.plugins)
+    _check_options(suite)
+
+
+def validate_seed(value: int, field_name: str = "seed") -> int:
+    """A seed must lie in [0, MAX_SEED]: the cells derive further seeds from it that must fit 64 bits."""
+    if not 0 <= value <= MAX_SEED:
+        raise SuiteError(f"{field_name} {value} is outside [0, {MAX_SEED}]")
+    return value
+
+
+def _check_options(suite: Suite) -> None:
+    """Names, types and values of the method and model options, from the methods' option dataclasses and the
+    use case's signature (registered ones only; a suite checked against other names skips them)."""
+    from benchmarks.usecases import is_known_usecase
+    from benchmarks.usecases.base import check_usecase_options
+    from pruning.registry import check_method_options, list_methods
+
+    for method, options in suite.method_options.items():
+        if method in list_methods():
+            try:
+                check_method_options(method, options)
+            except ValueError as err:
+                raise SuiteError(f"method_options.{method}: {err}") from None
+    if is_known_usecase(suite.model):
+        try:
+            check_usecase_options(suite.model, suite.model_options)
+        except ValueError as err:
+            raise SuiteError(f"model_options: {err}") from None
 
 
 def _check_module_names(modules: Iterable[str]) -> None:

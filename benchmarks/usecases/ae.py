@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from agents.autoencoder import COMPONENTS, DEFAULT_CHECKPOINT, latents, load_autoencoder, mnist_tensor, output_layers, psnr
-from benchmarks.usecases.base import UseCase, register_usecase
+from benchmarks.usecases.base import UseCase, register_usecase, require_positive
 from pruning import PruningProblem
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class AutoencoderUseCase(UseCase):
 
     def __init__(self, checkpoint: str = "", valid_images: int = 2000, calib_images: int = 2048,
                  calib_batch: int = 256) -> None:
+        require_positive("model 'ae'", valid_images=valid_images, calib_images=calib_images, calib_batch=calib_batch)
         super().__init__(checkpoint or str(DEFAULT_CHECKPOINT))
         self.valid_images, self.calib_images, self.calib_batch = valid_images, calib_images, calib_batch
         self.test = mnist_tensor("test")

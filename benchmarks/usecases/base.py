@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from pruning import PruningProblem, count_macs, measure_latency_ms
+from pruning.registry import check_option_types
 
 if TYPE_CHECKING:
     from benchmarks.sweep.store import ResultsFolder
@@ -134,13 +136,20 @@ def is_known_usecase(name: str) -> bool:
     return name in _REGISTRY or any(name.startswith(f"{p}-") for p in _PREFIXES)
 
 
-def get_usecase(name: str, checkpoint: str = "", **options: Any) -> UseCase:
-    """Build the use case `name`, with a clear error listing the valid ones."""
+def require_positive(owner: str, **counts: int) -> None:
+    """ValueError naming the first of `counts` (option name -> value) that is below 1."""
+    for key, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{owner} option {key!r} must be >= 1, got {value}")
+
+
+def _factory(name: str) -> tuple[Callable[..., UseCase], dict[str, Any]]:
+    """The factory of use case `name` and the arguments it gets besides the options (the task of a family)."""
     if name in _REGISTRY:
-        return _build(name, _REGISTRY[name], checkpoint=checkpoint, **options)
+        return _REGISTRY[name], {}
     for prefix, factory in _PREFIXES.items():
         if name.startswith(f"{prefix}-"):
-            return _build(name, factory, task=name[len(prefix) + 1:], checkpoint=checkpoint, **options)
+            return factory, {"task": name[len(prefix) + 1:]}
     raise ValueError(f"unknown model {name!r}; valid models: {list_usecases()}")
 
 
@@ -151,12 +160,26 @@ def usecase_type(name: str) -> type[UseCase]:
     return factory if isinstance(factory, type) and issubclass(factory, UseCase) else UseCase
 
 
-def _build(name: str, factory: Callable[..., UseCase], **kwargs: Any) -> UseCase:
-    """factory(**kwargs), refusing options the factory does not take with a list of those it does."""
+def get_usecase(name: str, checkpoint: str = "", **options: Any) -> UseCase:
+    """Build the use case `name`, with a clear error listing the valid ones."""
+    factory, fixed = _factory(name)
+    check_usecase_options(name, options)
+    return factory(**fixed, checkpoint=checkpoint, **options)
+
+
+def check_usecase_options(name: str, options: dict[str, Any]) -> None:
+    """ValueError (one line) for an option the use case's factory does not take, or one of the wrong type
+    (types from the factory's annotations), before anything is built."""
+    factory, _ = _factory(name)
     accepted = inspect.signature(factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        unknown = sorted(set(kwargs) - set(accepted))
-        if unknown:
-            valid = sorted(set(accepted) - {"self", "task", "checkpoint"})
-            raise ValueError(f"unknown option(s) {unknown} of model {name!r}; its options: {valid}")
-    return factory(**kwargs)
+    valid = sorted(set(accepted) - {"self", "task", "checkpoint"})
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(k for k in options if k in ("self", "task", "checkpoint") or not (open_ended or k in valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} of model {name!r}; its options: {valid}")
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except (NameError, TypeError):  # annotations that cannot be resolved here: checked when the use case runs
+        return
+    check_option_types(f"model {name!r}", options, hints)

@@ -33,7 +33,7 @@ from torch import nn
 from agents.tdmpc import TDMPC, TOLD, load_agent, output_layers, trace_forward
 from agents.tdmpc.planner import INITIAL_STD, planning_horizon
 from agents.tdmpc.train import evaluate
-from benchmarks.usecases.base import PruningTargets, UseCase, register_usecase
+from benchmarks.usecases.base import PruningTargets, UseCase, register_usecase, require_positive
 from envs import make_env
 from pruning import PruneResult, PruningProblem, count_macs, fold_replacement, weight_masks
 
@@ -145,6 +145,8 @@ class TDMPCUseCase(UseCase):
                  calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 0.1,
                  twin_weight: float = 1.0, reward_weight: float = 0.0, noise: float = INITIAL_STD,
                  choice_weight: float = 10.0, proposal_weight: float = 0.0) -> None:
+        require_positive(f"model 'tdmpc-{task}'", episodes=episodes, grid_episodes=grid_episodes,
+                         calib_episodes=calib_episodes, states=states, candidates=candidates)
         super().__init__(checkpoint or str(default_checkpoint(task)))
         self.task, self.name = task, f"tdmpc-{task}"
         self.episodes, self.grid_episodes, self.calib_episodes = episodes, grid_episodes, calib_episodes
