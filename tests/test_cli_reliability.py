@@ -8,13 +8,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from benchmarks.cli import main
-from benchmarks.sweep.store import ResultStore, read_cell, read_csv
+from benchmarks.cli import check_output_file, check_output_folder, main
+from benchmarks.sweep.store import ResultStore, read_cell, read_csv, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,3 +132,33 @@ def test_ctrl_c_ends_a_pooled_run_within_seconds(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and time.time() - started < 5, err
     assert not [p for p in cells.iterdir() if p.name.startswith(".")]
+
+
+layouts = st.lists(st.sampled_from(["dir", "file", "missing"]), min_size=1, max_size=4)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layouts, st.booleans())
+def test_output_paths_are_usable_or_refused_in_one_line_before_any_work(tmp_path: Path, layout: list[str],
+                                                                        as_file: bool) -> None:
+    """Whatever lies along an --out path (folders, files, nothing), the check either refuses it in one line
+    without writing anything, or the path can then be written."""
+    base = Path(tempfile.mkdtemp(dir=tmp_path))
+    path = base
+    for i, kind in enumerate(layout):
+        path = path / f"p{i}"
+        if kind == "dir" and not path.parent.is_file() and path.parent.exists():
+            path.mkdir()
+        elif kind == "file" and path.parent.is_dir():
+            path.write_text("")
+    before = sorted(base.rglob("*"))
+    check = check_output_file if as_file else check_output_folder
+    try:
+        check(path, "--out")
+    except (ValueError, OSError) as err:
+        assert "\n" not in str(err) and sorted(base.rglob("*")) == before
+        return
+    if as_file:
+        write_atomic(path, "x")
+    else:
+        write_atomic(path / "ae" / "metrics.csv", "x")
