@@ -256,7 +256,8 @@ def cmd_prune(ns: argparse.Namespace) -> int:
     print(repr(result))
     if not result.in_band:
         print(f"warning: achieved sparsity {result.achieved:.4f} is outside {ns.sparsity} ± {ns.eps}", file=sys.stderr)
-    print(f"saved: {path}  (score it with: ctrlprune eval {path})")
+    plugins = "".join(f"--plugin {shlex.quote(m)} " for m in ns.plugin)
+    print(f"saved: {path}  (score it with: ctrlprune {plugins}eval {path})")
     return 0
 
 
@@ -340,6 +341,11 @@ def cmd_targets(ns: argparse.Namespace) -> int:
 
 
 def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
+    if ns.what is None:
+        if {"-h", "--help"} & set(rest):
+            ns.train_parser.print_help()
+            return 0
+        raise ValueError("say which model to train: ctrlprune train ae|tdmpc [...] (`ctrlprune train tdmpc --help`)")
     if ns.what == "ae":
         from agents.autoencoder import main as train_ae
 
@@ -347,7 +353,7 @@ def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
     else:
         from agents.tdmpc.train import main as train_tdmpc
 
-        train_tdmpc(rest)
+        train_tdmpc([f"--plugin={m}" for m in ns.plugin] + rest)  # recorded in its checkpoints and train.log
     return 0
 
 
@@ -402,8 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     talk.add_argument("--verbose", action="store_true", help="also print each finished cell's row")
 
-    train = sub.add_parser("train", help="train a dense model; `ctrlprune train ae --help` for its flags", add_help=False)
-    train.add_argument("what", choices=["ae", "tdmpc"], help="which model")
+    train = sub.add_parser("train", help="train a dense model; `ctrlprune train ae --help` for its flags", add_help=False,
+                           epilog="`ctrlprune train ae --help` and `ctrlprune train tdmpc --help` list each model's flags")
+    train.set_defaults(train_parser=train)
+    train.add_argument("what", nargs="?", choices=["ae", "tdmpc"],
+                       help="which model: ae (MNIST autoencoder) or tdmpc (TD-MPC agent on a task)")
 
     groups = sub.add_parser("groups", help="print the pruning groups of a model")
     groups.add_argument("--model", default="ae", help="use case, e.g. ae or tdmpc-cartpole-swingup")

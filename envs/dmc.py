@@ -73,6 +73,11 @@ class DMCEnv(gym.Env):
     __str__ = __repr__
 
     @property
+    def action_repeat(self) -> int:
+        """Physics steps per agent step."""
+        return self.dmc_spec.action_repeat
+
+    @property
     def physics(self):
         """The dm_control physics (for state access and rendering)."""
         return self._env.physics

@@ -59,21 +59,24 @@ class TDMPC:
         return self.plan(obs, eval_mode, step, t0, noise).cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
-    def _td_target(self, next_obs: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+    def _td_target(self, next_obs: torch.Tensor, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """reward + discount * min(Q1, Q2) of the next state, without the value term after a terminal step."""
         next_z = self.model.h(next_obs)
         q1, q2 = self.target.Q(next_z, self.model.pi_action(next_z, self.cfg.min_std))
-        return reward + self.cfg.discount * torch.minimum(q1, q2)
+        value = self.cfg.discount * torch.minimum(q1, q2)
+        return reward + value * (1 - done)
 
     def losses(self, b: Batch) -> dict[str, torch.Tensor]:
         """TD-MPC's model losses on a batch, per slice ([B, 1]), plus the latents of the rollout.
 
-        Keys: consistency, reward, value, priority, total, weighted (scalar) and zs ([H+1, B, latent]).
+        Keys: consistency, reward, value, priority, total, weighted (scalar) and zs ([H+1, B, latent]). Steps
+        after a terminal one (`b.alive` = 0) count nothing.
         """
-        cfg, rho = self.cfg, self._rho[: self.cfg.horizon]
+        cfg, rho = self.cfg, self._rho[: self.cfg.horizon] * b.alive[: self.cfg.horizon]
         with compute_precision(cfg.precision):
             with torch.no_grad():
                 next_z = self.target.h(b.next_obs).float()
-                td_target = self._td_target(b.next_obs, b.reward).float()
+                td_target = self._td_target(b.next_obs, b.reward, b.done).float()
             z = self.model.h(b.obs)
             zs, xs = [z], []
             for a in b.action:
@@ -105,21 +108,22 @@ class TDMPC:
         grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, self.cfg.grad_clip_norm)
         self.optim.step()
         buffer.update_priorities(b.idxs, loss["priority"].detach().clamp(max=1e4))
-        pi_loss = self._update_pi(loss["zs"].detach())
+        pi_loss = self._update_pi(loss["zs"].detach(), b.alive)
         if step % self.cfg.update_freq == 0:
             self.ema()
         metrics = {f"{k}_loss": loss[k].mean().item() for k in ("consistency", "reward", "value", "total")}
         return {**metrics, "pi_loss": pi_loss, "weighted_loss": loss["weighted"].item(),
                 "grad_norm": float(grad_norm)}
 
-    def _update_pi(self, zs: torch.Tensor) -> float:
-        """Policy step: maximise min(Q1, Q2) at pi's actions along the (detached) latent rollout."""
+    def _update_pi(self, zs: torch.Tensor, alive: torch.Tensor) -> float:
+        """Policy step: maximise min(Q1, Q2) at pi's actions along the (detached) latent rollout, up to the
+        terminal state (`alive`)."""
         for p in self._q_params:
             p.requires_grad_(False)
         with compute_precision(self.cfg.precision):
             a = self.model.pi_action(zs, self.cfg.min_std)
             q = torch.minimum(*self.model.Q(zs, a)).float()
-        loss = -(self._rho[: zs.shape[0]] * q).mean(dim=(1, 2)).sum()
+        loss = -(self._rho[: zs.shape[0]] * alive * q).mean(dim=(1, 2)).sum()
         self.pi_optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self._pi_params, self.cfg.grad_clip_norm)

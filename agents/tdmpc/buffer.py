@@ -18,6 +18,11 @@ class Batch:
     """[H, B, act] actions taken."""
     reward: torch.Tensor
     """[H, B, 1] rewards received."""
+    done: torch.Tensor
+    """[H, B, 1] 1 where the step ended the episode by termination (no value after it), else 0."""
+    alive: torch.Tensor
+    """[H + 1, B, 1] 1 while no earlier step of the slice terminated (alive[0] = 1): the losses of step t
+    and the policy term at latent t count only where alive[t] = 1."""
     idxs: torch.Tensor
     """[B] buffer index of each slice (for priority updates)."""
     weights: torch.Tensor
@@ -25,7 +30,8 @@ class Batch:
 
 
 class ReplayBuffer:
-    """Episodes laid end to end; a slice may start where `horizon` steps remain in its episode.
+    """Episodes laid end to end; a slice may start where `horizon` steps remain in its episode, or anywhere
+    in an episode that ended by termination (the steps after the terminal one are masked out by `alive`).
 
     New steps get the current maximum priority; slices are drawn with probability
     priority ** alpha (with replacement) and weighted by (N * p) ** -beta / max.
@@ -40,10 +46,12 @@ class ReplayBuffer:
         self.per_alpha, self.per_beta = per_alpha, per_beta
         self.device = torch.device(device)
         """Where the episodes are stored and slices are sampled."""
+        rows = capacity + horizon  # a slice of a terminated episode may run past the last stored step
         self.obs = torch.zeros(capacity, obs_dim, device=self.device)
-        self.next_obs = torch.zeros(capacity, obs_dim, device=self.device)
-        self.action = torch.zeros(capacity, act_dim, device=self.device)
-        self.reward = torch.zeros(capacity, device=self.device)
+        self.next_obs = torch.zeros(rows, obs_dim, device=self.device)
+        self.action = torch.zeros(rows, act_dim, device=self.device)
+        self.reward = torch.zeros(rows, device=self.device)
+        self.done = torch.zeros(rows, device=self.device)
         self.priority = torch.zeros(capacity, device=self.device)
         self.idx = 0
         """Next write position."""
@@ -58,8 +66,9 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor) -> None:
-        """Store one episode: obs [L+1, obs], action [L, act], reward [L] (on any device)."""
+    def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, terminated: bool = False) -> None:
+        """Store one episode: obs [L+1, obs], action [L, act], reward [L] (on any device); `terminated`: it
+        ended in a terminal state (gymnasium's `terminated`), not by a time limit."""
         obs, action, reward = (x.to(self.device) for x in (obs, action, reward))
         n = action.shape[0]
         if n > self.capacity:
@@ -71,8 +80,11 @@ class ReplayBuffer:
         sl = slice(self.idx, self.idx + n)
         self.obs[sl], self.next_obs[sl] = obs[:-1], obs[1:]
         self.action[sl], self.reward[sl] = action, reward
+        self.done[sl] = 0
+        self.done[self.idx + n - 1] = float(terminated)
         self.priority[sl] = max(top, self._EPS)
-        self.priority[self.idx + max(n - self.horizon + 1, 0): self.idx + n] = 0
+        if not terminated:
+            self.priority[self.idx + max(n - self.horizon + 1, 0): self.idx + n] = 0
         self.idx += n
         self.size = max(self.size, self.idx)
 
@@ -84,8 +96,10 @@ class ReplayBuffer:
         weights = (self.size * probs[idxs]).pow(-self.per_beta)
         weights /= weights.max()
         steps = idxs.unsqueeze(0) + self._steps
+        done = self.done[steps].unsqueeze(-1)
+        alive = torch.cat([torch.ones_like(done[:1]), torch.cumprod(1 - done, dim=0)])
         return Batch(self.obs[idxs], self.next_obs[steps], self.action[steps],
-                     self.reward[steps].unsqueeze(-1), idxs, weights)
+                     self.reward[steps].unsqueeze(-1), done, alive, idxs, weights)
 
     def update_priorities(self, idxs: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set new priorities (e.g. TD errors) of sampled slices."""
@@ -95,14 +109,16 @@ class ReplayBuffer:
         """Filled part of the buffer as CPU tensors plus positions."""
         n = self.size
         filled = {name: getattr(self, name)[:n].to("cpu", copy=True)
-                  for name in ("obs", "next_obs", "action", "reward", "priority")}
+                  for name in ("obs", "next_obs", "action", "reward", "done", "priority")}
         return {**filled, "idx": self.idx, "size": n}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from `state_dict`; the capacity may be larger than when saved."""
+        """Restore from `state_dict`; the capacity may be larger than when saved. States saved before
+        terminal flags were stored hold only non-terminating episodes (flags 0)."""
         n = int(state["size"])
         if n > self.capacity:
             raise ValueError(f"saved buffer holds {n} steps, more than this buffer's capacity {self.capacity}")
         for name in ("obs", "next_obs", "action", "reward", "priority"):
             getattr(self, name)[:n] = state[name]
+        self.done[:n] = state["done"] if "done" in state else 0
         self.idx, self.size = int(state["idx"]), n

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from agents.tdmpc.train import LOG_FILE, RESUME_FILE, action_repeat
-from envs.registry import make_env
+from agents.tdmpc.train import LOG_FILE, RESUME_FILE
+from envs.registry import action_repeat_of, make_env
 
 
 PUBLISHED_100K = {
@@ -69,7 +69,7 @@ def summarize(run: Path) -> RunSummary | None:
     command = re.findall(r"(python -m agents\.tdmpc\.train [^|]*?) \|", text)[-1]
     evals = re.findall(r"eval at (\d+) env steps: return ([\d.]+) \+- ([\d.]+)", text)
     final = f"{float(evals[-1][1]):.1f} ± {float(evals[-1][2]):.1f} (at {int(evals[-1][0]):,})" if evals else "-"
-    repeat = action_repeat(make_env(state["task"]))
+    repeat = state.get("env", {}).get("action_repeat") or action_repeat_of(make_env(state["task"]))
     return RunSummary(state["task"], int(state["seed"]), state["progress"]["step"] * repeat,
                       int(re.search(r"--steps (\d+)", command).group(1)), final,
                       float(state["progress"]["wall"]), state["config"].get("precision", "fp32"),

@@ -6,6 +6,8 @@ import csv
 import io
 import os
 import platform
+import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,11 +21,12 @@ from tqdm import tqdm
 from agents.device import DEVICES, resolve_device
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.buffer import ReplayBuffer
-from agents.tdmpc.checkpoint import load_resume, save_agent, save_resume
+from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.tdmpc.checkpoint import FORMAT_VERSION, RESUME_KIND, load_resume, save_agent, save_resume
 from agents.tdmpc.config import PRECISIONS, PRESETS, TDMPCConfig, preset
 from agents.tdmpc.evaluate import evaluate  # noqa: F401  (also imported from here)
 from agents.tdmpc.model import warn_if_emulated_bf16
-from envs.registry import make_env
+from envs.registry import UnknownTaskError, action_repeat_of, make_env
 
 AGENT_FILE, RESUME_FILE, EVAL_FILE, LOG_FILE = "agent.pt", "resume.pt", "eval.csv", "train.log"
 
@@ -34,6 +37,10 @@ class TrainArgs:
 
     task: str = "cartpole-swingup"
     """Task name understood by `envs.make_env`."""
+    action_repeat: int = 0
+    """Physics steps per agent step; 0 means the task's default (`envs.default_action_repeat`)."""
+    plugins: tuple[str, ...] = ()
+    """Modules imported first (they may register the task), recorded in every command and checkpoint."""
     seed: int = 1
     """Seed of torch, the training environment and the evaluation episodes."""
     steps: int = 100_000
@@ -59,7 +66,9 @@ class TrainArgs:
 
     def command(self) -> str:
         """The shell command that runs (or resumes) exactly this training."""
-        flags = (f"--task {self.task} --seed {self.seed} --steps {self.steps} --preset {self.preset} "
+        flags = ("".join(f"--plugin {shlex.quote(m)} " for m in self.plugins) +
+                 f"--task {shlex.quote(self.task)} --seed {self.seed} --steps {self.steps} --preset {self.preset} "
+                 + (f"--action-repeat {self.action_repeat} " if self.action_repeat else "")
                  + (f"--precision {self.precision} " if self.precision else "") +
                  f"--out {self.output_dir()} --eval-freq {self.eval_freq} --eval-episodes {self.eval_episodes} "
                  f"--save-freq {self.save_freq} --threads {self.threads} --device {self.device}")
@@ -84,10 +93,6 @@ class Progress:
     """Seconds of training wall time over all sessions."""
 
 
-def action_repeat(env: gym.Env) -> int:
-    """Physics steps per agent step (1 for environments without action repeat)."""
-    spec = getattr(env.unwrapped, "dmc_spec", None)
-    return spec.action_repeat if spec is not None else 1
 
 
 def _write_eval_csv(path: Path, seed: int, history: list[tuple[int, float]]) -> None:
@@ -106,7 +111,8 @@ def _log(out: Path, line: str) -> None:
 
 
 def _collect_episode(env: gym.Env, agent: TDMPC, seed: int, plan_ms: list[float]):
-    """One training episode with the agent's current step; returns (obs, actions, rewards)."""
+    """One training episode with the agent's current step, until the task terminates or truncates it;
+    returns (obs, actions, rewards, terminated)."""
     obs, _ = env.reset(seed=seed)
     observations, actions, rewards = [torch.as_tensor(obs)], [], []
     done, t = False, 0
@@ -115,14 +121,12 @@ def _collect_episode(env: gym.Env, agent: TDMPC, seed: int, plan_ms: list[float]
         action = agent.plan(obs, eval_mode=False, step=agent.step, t0=t == 0)
         plan_ms.append((time.perf_counter() - start) * 1e3)
         obs, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
-        if terminated:
-            raise ValueError("TD-MPC training here assumes episodes that never terminate "
-                             "(dm_control tasks); this environment terminated")
         observations.append(torch.as_tensor(obs))
         actions.append(action)
         rewards.append(reward)
-        done, t = truncated, t + 1
-    return torch.stack(observations), torch.stack(actions), torch.tensor(rewards, dtype=torch.float32)
+        done, t = terminated or truncated, t + 1
+    return (torch.stack(observations), torch.stack(actions), torch.tensor(rewards, dtype=torch.float32),
+            bool(terminated))
 
 
 class Trainer:
@@ -131,17 +135,18 @@ class Trainer:
     def __init__(self, args: TrainArgs) -> None:
         self.args, self.out = args, args.output_dir()
         self.device = resolve_device(args.device)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.cfg: TDMPCConfig = preset(args.preset, **({"precision": args.precision} if args.precision else {}))
         warn_if_emulated_bf16(self.cfg.precision, f"training on {args.task}")
-        self.env, self.eval_env = make_env(args.task, args.seed), make_env(args.task, args.seed)
-        self.repeat = action_repeat(self.env)
+        self.env, self.eval_env = self._make_env(), self._make_env()
+        self.repeat = action_repeat_of(self.env)
+        self.env_info = {"task": args.task, "action_repeat": self.repeat, "plugins": list(args.plugins)}
+        """How to rebuild the environment, stored in every checkpoint of the run (`env`)."""
         obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
         self.total = args.steps // self.repeat
         self.agent = TDMPC(self.cfg, obs_dim, act_dim, self.device)
         episode = self.env.unwrapped.spec.max_episode_steps if self.env.unwrapped.spec else None
         episode = getattr(self.env.unwrapped, "max_episode_steps", None) or episode or 1000
-        capacity = -(-self.total // episode) * episode
+        capacity = -(-self.total // episode) * episode + episode  # episodes may end early (terminating tasks)
         self.buffer = ReplayBuffer(obs_dim, act_dim, min(capacity, self.cfg.max_buffer_size),
                                    self.cfg.horizon, self.cfg.per_alpha, self.cfg.per_beta, self.device)
         self.progress, self.history = Progress(), []
@@ -151,6 +156,21 @@ class Trainer:
         return (f"Trainer({self.args.task}, seed={self.args.seed}, {self.progress.step * self.repeat}/"
                 f"{self.total * self.repeat} env steps, out={self.out})")
 
+    def _make_env(self) -> gym.Env:
+        """The task's environment; an unknown task in a folder whose resume state names plugins says so."""
+        from benchmarks.sweep.suite import import_plugins
+
+        import_plugins(self.args.plugins)
+        try:
+            return make_env(self.args.task, self.args.seed, self.args.action_repeat or None)
+        except UnknownTaskError as err:
+            plugins = _recorded_plugins(self.out / RESUME_FILE)
+            if plugins:
+                raise UnknownTaskError(f"unknown task {self.args.task!r}: {self.out} was trained with "
+                                       + " ".join(f"--plugin {m}" for m in plugins) + "; rerun with the command in "
+                                       f"{self.out / LOG_FILE}") from err
+            raise
+
     def _maybe_resume(self) -> bool:
         path = self.out / RESUME_FILE
         if not path.exists():
@@ -159,6 +179,10 @@ class Trainer:
         data = load_resume(path, self.args.task, self.cfg)
         if data["seed"] != self.args.seed:
             raise ValueError(f"{path} belongs to seed {data['seed']}, not {self.args.seed}")
+        recorded = data.get("env", {}).get("action_repeat", self.repeat)
+        if recorded != self.repeat:
+            raise ValueError(f"{path} was trained with action repeat {recorded}, not {self.repeat}; "
+                             f"pass --action-repeat {recorded}")
         self.agent.load_state_dict(data["agent"])
         self.buffer.load_state_dict(data["buffer"])
         self.progress = Progress(**data["progress"])
@@ -172,14 +196,15 @@ class Trainer:
         save_resume(self.out / RESUME_FILE, self.agent, self.args.task, {
             "seed": self.args.seed, "buffer": self.buffer.state_dict(), "progress": asdict(self.progress),
             "history": [list(h) for h in self.history], "torch_rng": torch.get_rng_state(),
-            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {})})
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {})},
+            self.env_info)
 
     def _evaluate(self, writer: SummaryWriter, wall: float) -> float:
         env_step = self.progress.step * self.repeat
         mean, std, _ = evaluate(self.agent, self.eval_env, self.args.eval_episodes, self.args.seed * 1000)
         self.history.append((env_step, mean))
         _write_eval_csv(self.out / EVAL_FILE, self.args.seed, self.history)
-        save_agent(self.out / AGENT_FILE, self.agent, self.args.task)
+        save_agent(self.out / AGENT_FILE, self.agent, self.args.task, self.env_info)
         writer.add_scalar("eval/return", mean, env_step)
         writer.add_scalar("eval/return_std", std, env_step)
         _log(self.out, f"eval at {env_step} env steps: return {mean:.1f} +- {std:.1f} "
@@ -198,24 +223,46 @@ class Trainer:
             writer.add_scalar(f"train/{key}", float(np.mean([m[key] for m in losses])), env_step)
 
     def run(self) -> Path:
-        """Train until `args.steps` environment steps; returns the output folder."""
-        args, p, cfg = self.args, self.progress, self.cfg
-        writer = SummaryWriter(str(self.out / "tb"), purge_step=p.step * self.repeat if self.resumed else None)
-        if not self.resumed:
-            writer.add_text("config", "\n".join(f"    {k} = {v}" for k, v in
-                                               {**asdict(args), **cfg.to_dict()}.items()))
+        """Train until `args.steps` environment steps; returns the output folder. A run that fails says so in
+        train.log, and a fresh run that fails before its first resume state leaves no event file behind."""
+        args, p = self.args, self.progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        before = set((self.out / "tb").glob("events.out.tfevents.*"))
         _log(self.out, f"{'resume at ' + str(p.step * self.repeat) if self.resumed else 'start'}: "
                        f"{args.command()} | nproc={os.cpu_count()} "
                        f"torch={torch.__version__} threads={args.threads} device={self.device} "
                        f"python={platform.python_version()}")
+        writer = SummaryWriter(str(self.out / "tb"), purge_step=p.step * self.repeat if self.resumed else None)
+        try:
+            if not self.resumed:
+                writer.add_text("config", "\n".join(f"    {k} = {v}" for k, v in
+                                                   {**asdict(args), **self.cfg.to_dict()}.items()))
+            self._loop(writer)
+        except BaseException as err:
+            writer.close()
+            if not (self.out / RESUME_FILE).exists():
+                for path in set((self.out / "tb").glob("events.out.tfevents.*")) - before:
+                    path.unlink()
+            _log(self.out, f"failed at {p.step * self.repeat} env steps: {type(err).__name__}: {err}")
+            raise
+        writer.close()
+        final = self.history[-1][1] if self.history else float("nan")
+        _log(self.out, f"done: {p.step * self.repeat} env steps, final eval return {final:.1f}, "
+                       f"training wall time {p.wall:.0f} s")
+        return self.out
+
+    def _loop(self, writer: SummaryWriter) -> None:
+        """Collect episodes, update, evaluate and save until `args.steps` environment steps."""
+        args, p, cfg = self.args, self.progress, self.cfg
         bar = tqdm(total=self.total * self.repeat, initial=p.step * self.repeat, unit="env step",
                    disable=not args.progress, dynamic_ncols=True)
         while p.step < self.total:
             session_start, last = time.perf_counter(), p.step * self.repeat
             plan_ms: list[float] = []
             self.agent.step = p.step
-            obs, actions, rewards = _collect_episode(self.env, self.agent, args.seed * 1_000_003 + p.episode, plan_ms)
-            self.buffer.add(obs, actions, rewards)
+            obs, actions, rewards, terminated = _collect_episode(self.env, self.agent,
+                                                                 args.seed * 1_000_003 + p.episode, plan_ms)
+            self.buffer.add(obs, actions, rewards, terminated)
             p.step, p.episode = p.step + len(actions), p.episode + 1
             self.agent.step = p.step
             if p.step - len(actions) >= cfg.seed_steps:
@@ -234,11 +281,14 @@ class Trainer:
                 self._save_resume()
             bar.update(env_step - last)
         bar.close()
-        writer.close()
-        final = self.history[-1][1] if self.history else float("nan")
-        _log(self.out, f"done: {p.step * self.repeat} env steps, final eval return {final:.1f}, "
-                       f"training wall time {p.wall:.0f} s")
-        return self.out
+
+
+def _recorded_plugins(resume: Path) -> list[str]:
+    """The plugins a run's resume state was trained with (empty when there is none or it is unreadable)."""
+    try:
+        return list(load_checkpoint(resume, RESUME_KIND, version=FORMAT_VERSION).get("env", {}).get("plugins", []))
+    except (CheckpointError, OSError):
+        return []
 
 
 def train(args: TrainArgs) -> Path:
@@ -251,7 +301,12 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     """Command-line flags mirroring the TrainArgs fields."""
     d = TrainArgs()
     ap = argparse.ArgumentParser(prog="ctrlprune train tdmpc", description="Train a TD-MPC agent (resumable).")
-    ap.add_argument("--task", default=d.task, help="task name, e.g. cartpole-swingup")
+    ap.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first (it may register the task); repeatable, recorded in the checkpoints")
+    ap.add_argument("--task", default=d.task, help="task name: a dm_control domain-task (e.g. acrobot-swingup), "
+                    "a gymnasium id (e.g. InvertedPendulum-v5) or a registered task")
+    ap.add_argument("--action-repeat", type=int, default=d.action_repeat, metavar="N",
+                    help="physics steps per agent step (default 0: the task's, e.g. 8 for cartpole, 1 for gymnasium)")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--steps", type=int, default=d.steps, help="environment steps")
     ap.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
@@ -266,7 +321,9 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
                     help="where models, planner and replay run: auto (CUDA where available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = ap.parse_args(argv)
-    return TrainArgs(task=a.task, seed=a.seed, steps=a.steps, preset=a.preset, precision=a.precision, out_dir=a.out,
+    if a.action_repeat < 0:
+        ap.error(f"--action-repeat must be >= 1 (or 0 for the task's default), got {a.action_repeat}")
+    return TrainArgs(task=a.task, action_repeat=a.action_repeat, plugins=tuple(a.plugin), seed=a.seed, steps=a.steps, preset=a.preset, precision=a.precision, out_dir=a.out,
                      eval_freq=a.eval_freq, eval_episodes=a.eval_episodes, save_freq=a.save_freq,
                      threads=a.threads, device=a.device, progress=not a.no_progress)
 
@@ -277,4 +334,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, CheckpointError, FileNotFoundError, RuntimeError) as err:
+        print(f"agents.tdmpc.train: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -25,16 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from agents.tdmpc import TDMPC, TOLD, load_agent, output_layers, trace_forward
+from agents.tdmpc.checkpoint import make_agent_env
 from agents.tdmpc.planner import INITIAL_STD, planning_horizon
 from agents.tdmpc.train import evaluate
 from benchmarks.usecases.base import PruningTargets, UseCase, register_usecase, require_positive
-from envs import make_env
+from envs import is_known_task
 from pruning import PruneResult, PruningProblem, count_macs, fold_replacement, weight_masks
 
 EVAL_SEED = 10_000
@@ -153,10 +155,19 @@ class TDMPCUseCase(UseCase):
         self.states, self.candidates = states, candidates
         self.pi_weight, self.twin_weight, self.reward_weight = pi_weight, twin_weight, reward_weight
         self.noise, self.choice_weight, self.proposal_weight = noise, choice_weight, proposal_weight
-        self.env = make_env(task, seed=0)
+        self._env: gym.Env | None = None
+        if not is_known_task(task):
+            make_agent_env(Path(self.checkpoint), task)  # raises, naming the plugins the checkpoint was trained with
         self._agent: TDMPC | None = None
         self._visits: Visits | None = None
         self._dense_plan_values: dict[int, torch.Tensor] = {}
+
+    @property
+    def env(self) -> gym.Env:
+        """The task as the checkpoint was trained on it (recorded action repeat; plugins named if missing)."""
+        if self._env is None:
+            self._env = make_agent_env(Path(self.checkpoint), self.task)
+        return self._env
 
     # -- the dense agent and the pruned agents -------------------------------------------------------
     def agent(self) -> TDMPC:
@@ -207,7 +218,8 @@ class TDMPCUseCase(UseCase):
                         actions.append(a)
                         o, _, term, trunc, _ = self.env.step(a)
                         done, t = term or trunc, t + 1
-            self._visits = Visits(torch.as_tensor(np.array(obs)), torch.as_tensor(np.array(actions)))
+            self._visits = Visits(torch.as_tensor(np.array(obs), dtype=torch.float32),
+                                  torch.as_tensor(np.array(actions), dtype=torch.float32))
         return self._visits
 
     def _sequences(self, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
