@@ -1,15 +1,21 @@
 """The `--device auto|cpu|cuda` switch: one name, resolved to a torch device or refused in one line."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
-"""`auto` is CUDA where a GPU is available, else the CPU."""
+"""`auto` is CUDA where a GPU is available, else the CPU. (No torch import here: the CLI builds its parser
+from this tuple before it imports torch.)"""
 
 
 def resolve_device(name: str) -> torch.device:
     """The torch device that `name` (one of DEVICES) means on this machine; a ValueError for `cuda` without
     a GPU or an unknown name."""
+    import torch
+
     if name not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
     if name == "auto":

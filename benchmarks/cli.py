@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agents.device import DEVICES, resolve_device
+
 if TYPE_CHECKING:
     from benchmarks.sweep.suite import Suite
 
@@ -87,9 +89,11 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     from benchmarks.sweep.runner import run_suite
     from benchmarks.sweep.suite import load_suite
 
-    overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers}
+    overrides = {"methods": ns.methods, "sparsities": ns.sparsities, "seeds": ns.seeds, "workers": ns.workers,
+                 "device": ns.device}
     suite = load_suite(ns.suite, **overrides)
     full_suite = load_suite(ns.suite) if ns.methods else None  # fingerprints the stored cells of the other methods
+    resolve_device(suite.device)  # no GPU for `cuda`: refused before any result is touched
     if ns.dry_run:
         return _print_pending(suite, ns.out, ns.fresh, full_suite)
     executor = make_executor(ns.executor, ns.address)  # fails (e.g. Ray missing) before any result is touched
@@ -138,6 +142,8 @@ def _reproduce_command(ns: argparse.Namespace) -> str:
             parts.append(f"{flag} {shlex.quote(','.join(map(str, value)))}")
     if ns.out != DEFAULT_OUT:
         parts.append(f"--out {shlex.quote(str(ns.out))}")
+    if ns.device:
+        parts.append(f"--device {ns.device}")
     return " ".join(parts)
 
 
@@ -249,6 +255,7 @@ def cmd_prune(ns: argparse.Namespace) -> int:
         raise ValueError(f"--out {ns.out} must end in .pt")
     check_output_file(ns.out, "--out")
     usecase = get_usecase(ns.model, ns.checkpoint or "")
+    usecase.set_device(resolve_device(ns.device))
     problem = usecase.problem(usecase.load(), ns.seed, latent_prunable=not ns.keep_latent)
     torch.manual_seed(ns.seed)
     result = method(problem, ns.sparsity, eps=ns.eps, seed=ns.seed, **usecase.method_options(ns.method))
@@ -266,7 +273,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from benchmarks.sweep.suite import validate_seed
 
     validate_seed(ns.seed, "--seed")
+    device = resolve_device(ns.device)
     loaded = load_pruned(ns.file)
+    loaded.usecase.set_device(device)
     c = loaded.config
     metric, spread = loaded.usecase.evaluate(loaded.model, ns.seed)
     print(f"model: {c['model']}  method: {c['method']}  target: {c['target']}  seed: {c['seed']}  "
@@ -316,6 +325,7 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
         raise ValueError("give a results folder DIR with --sparsity, or --model with --widths")
     options.update(_model_options(ns.model_option))
     usecase = get_usecase(model, ns.checkpoint or "", **options)
+    usecase.set_device(resolve_device(ns.device))
     rows = ablate(usecase, widths, ns.seed, not ns.keep_latent, method_importance(usecase, ns.method),
                   variants=not ns.as_found, mean_replacement=bool(method_setting(usecase, ns.method, "mean_replacement")))
     table = ablation_table(rows, usecase.metric_name)
@@ -397,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dry-run", action="store_true",
                        help="print how many cells are done and which ones would run; compute and write nothing")
     bench.add_argument("--workers", type=int, help="cells in parallel processes (default: the suite's)")
+    bench.add_argument("--device", choices=DEVICES, help="where cells evaluate (default: the suite's, else cpu)")
     bench.add_argument("--methods", type=_csv_strs, help="comma-separated subset of methods")
     bench.add_argument("--sparsities", type=_csv_floats, help="comma-separated target sparsities")
     bench.add_argument("--seeds", type=_csv_ints, help="comma-separated seeds")
@@ -446,10 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--keep-latent", action="store_true", help="keep the latent (inter-component) width whole")
     prune.add_argument("--checkpoint", help="dense checkpoint (default: the shipped one)")
     prune.add_argument("--out", type=Path, required=True, help="output file, *.pt")
+    prune.add_argument("--device", choices=DEVICES, default="cpu", help="where the model is evaluated (default cpu)")
 
     evaluate = sub.add_parser("eval", help="load a pruned model saved by `prune` and score it")
     evaluate.add_argument("file", type=Path, help="a file written by `ctrlprune prune`")
     evaluate.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+    evaluate.add_argument("--device", choices=DEVICES, default="cpu", help="where the model is evaluated (default cpu)")
 
     ablate = sub.add_parser("ablate", help="score a grid/gradient solution with one component at a time restored")
     ablate.add_argument("dir", nargs="?", type=Path, help="a suite's results folder: the cell's widths come from its metrics.csv")
@@ -466,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--as-found", action="store_true",
                         help="score only the given widths, without the restored-component variants")
     ablate.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    ablate.add_argument("--device", choices=DEVICES, default="cpu", help="where the models are evaluated (default cpu)")
 
     targets = sub.add_parser("targets", help="judge the pruning targets a suite's use case declares from its metrics.csv")
     targets.add_argument("dirs", nargs="+", type=Path, help="results folders, e.g. results/tdmpc-cartpole-swingup")

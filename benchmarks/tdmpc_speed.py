@@ -1,5 +1,7 @@
-"""TD-MPC speed on this machine: plan ms, update ms and env steps/s for the cpu preset and upstream
-sizes, next to the measured fp32 matmul roofline. `python -m benchmarks.tdmpc_speed --help`."""
+"""TD-MPC speed on this machine, in one run: plan ms, update ms and env steps/s for the cpu preset and upstream
+sizes next to the measured fp32 matmul roofline; plan ms per action of the one-observation path against the
+batched planner at E observations, per thread count (and on CUDA where a GPU is available); and one cell's
+evaluation episodes, one after another against lock-step. `python -m benchmarks.tdmpc_speed --help`."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +18,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from agents.tdmpc import TDMPC, ReplayBuffer, TDMPCConfig, preset
+from agents.tdmpc import TDMPC, ReplayBuffer, TDMPCConfig, load_agent, preset
+from agents.tdmpc.evaluate import LockstepEvaluator, evaluate
+from agents.tdmpc.planner import EpisodeNoise
 from benchmarks.sweep.worker import machine_info
 from envs import make_env
 from envs.dmc import PHYSICS_STEPS_PER_EPISODE
@@ -50,16 +54,93 @@ class SpeedRow:
     """update_gflop at the measured fp32 matmul rate."""
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of `fn` in milliseconds."""
+@dataclass
+class BatchRow:
+    """Plan time per action of E episodes' observations: one plan each, or one batched plan."""
+
+    device: str
+    """cpu, or the CUDA device's name."""
+    threads: int
+    """torch intra-op threads."""
+    mode: str
+    """How the batched plan ran: eager, graphs or compile."""
+    episodes: int
+    """E: observations planned for per step."""
+    single_ms: float
+    """Median wall time of one one-observation plan (the path of the committed cells), per action."""
+    batched_ms: float
+    """Median wall time of one batched plan of E observations, divided by E."""
+
+
+@dataclass
+class EvalRow:
+    """Wall time of one cell's evaluation episodes of the shipped agent."""
+
+    evaluator: str
+    """legacy (one after another, the committed cells) or lockstep."""
+    episodes: int
+    seconds: float
+    """Whole evaluation."""
+    plan_seconds: float
+    """Planning part (lockstep only; legacy does not split its time)."""
+    env_seconds: float
+    """Environment stepping and resets (lockstep only)."""
+    mean_return: float
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2, device: str = "cpu") -> float:
+    """Median wall time of `fn` in milliseconds (CUDA work synchronised on a CUDA `device`)."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def measure_batches(cfg: TDMPCConfig, task: str, episodes: list[int], repeats: int, device: str = "cpu",
+                    mode: str = "eager") -> list[BatchRow]:
+    """Plan ms per action at each E in `episodes`: E one-observation plans against one plan of E observations
+    (late in training: full horizon), eval mode, with the current thread count."""
+    env = make_env(task, seed=0)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    agent = TDMPC(cfg, obs_dim, act_dim, device, plan_mode=mode)
+    late = cfg.horizon_schedule_steps + cfg.std_schedule_steps
+    obs = torch.stack([torch.as_tensor(env.reset(seed=i)[0], dtype=torch.float32) for i in range(max(episodes))])
+    single = TDMPC(cfg, obs_dim, act_dim, device)
+    single.model = agent.model
+    single_ms = median_ms(lambda: single.plan(obs[0], True, late, False), repeats, device=device)
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+    rows = []
+    for count in episodes:
+        batch = obs[:count].to(device)
+        batched = median_ms(lambda: agent.plan(batch, True, late, False), max(repeats // count, 3), device=device)
+        rows.append(BatchRow(name, torch.get_num_threads(), mode, count, single_ms, batched / count))
+        print(rows[-1])
+    return rows
+
+
+def measure_evaluation(task: str, episodes: int) -> list[EvalRow]:
+    """One cell's evaluation of the shipped agent of `task` (seed 0 of the TD-MPC use case), one episode after
+    another as the committed cells, and lock-step."""
+    path = Path(f"checkpoints/tdmpc/{task}-seed1/agent.pt")
+    agent, seed = load_agent(path, task=task), 10_000
+    start = time.perf_counter()
+    mean, _, _ = evaluate(agent, make_env(task, seed=0), episodes, seed)
+    rows = [EvalRow("legacy", episodes, time.perf_counter() - start, float("nan"), float("nan"), mean)]
+    evaluator = LockstepEvaluator(lambda: make_env(task, seed=0))
+    evaluator.envs(episodes)  # made before the clock starts, as the use case keeps them
+    start = time.perf_counter()
+    result = evaluator.run(agent, episodes, seed)
+    rows.append(EvalRow("lockstep", episodes, time.perf_counter() - start, result.plan_seconds,
+                        result.env_seconds, result.mean))
+    print(*rows, sep="\n")
+    return rows
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
@@ -105,7 +186,8 @@ def _yes_no(flag: bool | None) -> str:
     return "yes" if flag else "no (bf16 Linears run as fp32 matmuls of bf16-rounded values)"
 
 
-def to_markdown(rows: list[SpeedRow], meta: dict) -> str:
+def to_markdown(rows: list[SpeedRow], meta: dict, batches: list[BatchRow] = (),
+                evaluations: list[EvalRow] = ()) -> str:
     """Report table plus how it was measured."""
     head = ["config", "params", "plan ms", "update ms", "env ms", "env steps/s", "min / 100k",
             "plan GFLOP", "update GFLOP", "plan roofline ms", "update roofline ms"]
@@ -124,6 +206,24 @@ def to_markdown(rows: list[SpeedRow], meta: dict) -> str:
         lines.append(f"| {r.config} | {r.params:,} | {r.plan_ms:.1f} | {r.update_ms:.1f} | {r.env_ms:.2f} | "
                      f"{r.env_steps_per_s:.0f} | {r.minutes_per_100k:.1f} | {r.plan_gflop:.2f} | "
                      f"{r.update_gflop:.2f} | {r.plan_roofline_ms:.1f} | {r.update_roofline_ms:.1f} |")
+    if batches:
+        lines += ["", "## Batched planning", "",
+                  f"Plan ms per action, {meta['batch_config']}, eval mode, full horizon: E one-observation plans "
+                  "(the path of the committed cells; the same time per action at every E) against one plan of E "
+                  "observations. Ratio below 1: the batched plan is faster.", "",
+                  "| device | threads | mode | E | one-observation ms / action | batched ms / action | ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {b.device} | {b.threads} | {b.mode} | {b.episodes} | {b.single_ms:.2f} | {b.batched_ms:.3f} | "
+                  f"{b.batched_ms / b.single_ms:.2f} |" for b in batches]
+    lines += ["", meta.get("cuda_note", "")]
+    if evaluations:
+        lines += ["", "## One cell's evaluation", "",
+                  f"{evaluations[0].episodes} evaluation episodes of the shipped {meta['task']} agent (seed 0 of "
+                  "the use case), one after another (legacy, the committed cells) and lock-step (one batched plan "
+                  "per step); dm_control stepping is the env share.", "",
+                  "| evaluator | episodes | seconds | plan s | env s | mean return |", "|---|---|---|---|---|---|"]
+        lines += [f"| {e.evaluator} | {e.episodes} | {e.seconds:.1f} | {e.plan_seconds:.1f} | {e.env_seconds:.1f} | "
+                  f"{e.mean_return:.1f} |" for e in evaluations]
     return "\n".join(lines) + "\n"
 
 
@@ -135,6 +235,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=20, help="timed plans (updates: half)")
     ap.add_argument("--configs", default="cpu/fp32,cpu/bf16,upstream/fp32,upstream/bf16",
                     help="comma-separated preset/precision pairs")
+    ap.add_argument("--batches", default="1,10,48", help="comma-separated E of the batched-planning table")
+    ap.add_argument("--batch-threads", default="1,2", help="thread counts of the batched-planning table")
+    ap.add_argument("--batch-config", default="cpu/fp32", help="preset/precision of the batched-planning table")
+    ap.add_argument("--compile", action="store_true", help="also time the batched plan under torch.compile on the CPU")
+    ap.add_argument("--eval-episodes", type=int, default=10, help="episodes of the evaluation table (0: skip it)")
     ap.add_argument("--out", default="results/tdmpc_speed", help="output path without extension")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -156,11 +261,30 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(measure(item, replace(preset(name), precision=precision), args.task,
                             args.repeats if name != "upstream" else max(args.repeats // 4, 3), gflops))
         print(rows[-1])
+    name, precision = args.batch_config.split("/")
+    batch_cfg, counts = replace(preset(name), precision=precision), [int(e) for e in args.batches.split(",")]
+    meta["batch_config"] = args.batch_config
+    batches: list[BatchRow] = []
+    for threads in (int(n) for n in args.batch_threads.split(",")):
+        torch.set_num_threads(threads)
+        batches += measure_batches(batch_cfg, args.task, counts, args.repeats)
+        if args.compile:
+            batches += measure_batches(batch_cfg, args.task, counts, args.repeats, mode="compile")
+    torch.set_num_threads(args.threads)
+    if torch.cuda.is_available():
+        meta["cuda_note"] = f"CUDA: {torch.cuda.get_device_name(0)}."
+        batches += measure_batches(batch_cfg, args.task, sorted({*counts, 16, 64, 256}), args.repeats, "cuda", "graphs")
+    else:
+        meta["cuda_note"] = "No CUDA device was available on this machine: no GPU rows."
+    evaluations = measure_evaluation(args.task, args.eval_episodes) if args.eval_episodes else []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(to_markdown(rows, meta))
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1))
-    print(to_markdown(rows, meta))
+    text = to_markdown(rows, meta, batches, evaluations)
+    out.with_suffix(".md").write_text(text)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
+                                                    "batches": [asdict(b) for b in batches],
+                                                    "evaluations": [asdict(e) for e in evaluations]}, indent=1))
+    print(text)
 
 
 if __name__ == "__main__":

@@ -70,12 +70,15 @@ def test_lockstep_episodes_give_the_returns_of_sequential_episodes():
     env = make_env("cartpole-swingup", seed=0)
     agent = tiny_agent(env.observation_space.shape[0], env.action_space.shape[0])
     factory = lambda: make_env("cartpole-swingup", seed=0)
-    lockstep = LockstepEvaluator(factory, episodes=3, seed=7).run(agent, LATE)
-    sequential = LockstepEvaluator(factory, episodes=3, seed=7, lockstep=False).run(agent, LATE)
+    lockstep = LockstepEvaluator(factory).run(agent, 3, 7, LATE, record=True)
+    sequential = LockstepEvaluator(factory, lockstep=False).run(agent, 3, 7, LATE, record=True)
     assert lockstep.steps * 3 == sequential.steps and len(lockstep.returns) == 3
     assert len(set(lockstep.returns)) == 3  # different episodes
     assert lockstep.returns == pytest.approx(sequential.returns, rel=1e-4, abs=1e-3)
     assert lockstep.plan_seconds > 0 and lockstep.env_seconds > 0
+    for ours, theirs in zip(lockstep.observations + lockstep.actions, sequential.observations + sequential.actions):
+        assert ours.shape == theirs.shape and ours.shape[0] == lockstep.steps
+        assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-4)
     legacy = evaluate_agent(agent, factory, 1, 7, "legacy", LATE)
     assert len(legacy.returns) == 1
     with pytest.raises(ValueError, match="evaluator"):
@@ -130,3 +133,72 @@ def test_tiny_training_runs_on_cuda(tmp_path):
     out = train(TrainArgs(task="cartpole-swingup", steps=800, preset="tiny", out_dir=str(tmp_path / "run"),
                           eval_freq=800, eval_episodes=1, progress=False, device="cuda"))
     assert load_agent(out / "agent.pt", device="cpu").step == 100
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    env = make_env("cartpole-swingup", seed=0)
+    agent = tiny_agent(env.observation_space.shape[0], env.action_space.shape[0])
+    agent.step = LATE
+    path = tmp_path_factory.mktemp("agent") / "agent.pt"
+    save_agent(path, agent, "cartpole-swingup")
+    return path
+
+
+def test_the_use_case_scores_with_the_evaluator_it_is_given(tiny_checkpoint):
+    from benchmarks.usecases import get_usecase
+
+    def usecase(evaluator: str):
+        return get_usecase("tdmpc-cartpole-swingup", str(tiny_checkpoint), episodes=2, calib_episodes=1,
+                           evaluator=evaluator)
+
+    lockstep, sequential, legacy = usecase("lockstep"), usecase("sequential"), usecase("legacy")
+    scores = [u.evaluate(u.load(), 0) for u in (lockstep, sequential)]
+    assert scores[0] == pytest.approx(scores[1], rel=1e-4)
+    assert len(lockstep.visits().obs) == len(legacy.visits().obs) == len(lockstep.visits().actions)
+    torch.testing.assert_close(lockstep.visits().obs[0], legacy.visits().obs[0])  # same reset seed
+    with pytest.raises(ValueError, match="evaluator"):
+        usecase("fast")
+
+
+def test_device_is_checked_in_suites_and_left_out_of_cell_fingerprints(tiny_checkpoint):
+    import dataclasses
+
+    from benchmarks.sweep.cells import cell_fingerprinter, suite_cells
+    from benchmarks.sweep.suite import SuiteError, parse_suite
+    from benchmarks.usecases import get_usecase
+
+    raw = {"name": "t", "model": "tdmpc-cartpole-swingup", "methods": ["torch-l2"], "checkpoint": str(tiny_checkpoint)}
+    with pytest.raises(SuiteError, match="device"):
+        parse_suite({**raw, "device": "gpu"}, ["tdmpc-<task>"], ["torch-l2"])
+    suite = parse_suite({**raw, "device": "auto"}, ["tdmpc-<task>"], ["torch-l2"])
+    usecase = get_usecase(suite.model, suite.checkpoint)
+    cell = suite_cells(suite)[1]
+    on_cpu = cell_fingerprinter(dataclasses.replace(suite, device="cpu"), usecase)(cell)
+    assert cell_fingerprinter(suite, usecase)(cell) == on_cpu
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available")
+def test_bench_on_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from benchmarks.cli import main
+
+    assert main(["bench", "--suite", "tdmpc-quick", "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device" in err[0] and not (tmp_path / "r").exists()
+
+
+@needs_cuda
+def test_the_tiny_suite_runs_on_cuda(tiny_checkpoint, tmp_path):
+    from benchmarks.sweep.runner import run_suite
+    from benchmarks.sweep.suite import parse_suite
+    from benchmarks.sweep.store import read_csv
+
+    suite = parse_suite({"name": "tiny-cuda", "model": "tdmpc-cartpole-swingup", "methods": ["torch-l2", "grid"],
+                         "sparsities": [0.5], "seeds": [0], "checkpoint": str(tiny_checkpoint), "device": "cuda",
+                         "model_options": {"episodes": 2, "grid_episodes": 1, "calib_episodes": 1,
+                                           "evaluator": "lockstep"},
+                         "method_options": {"grid": {"budget": 2}}}, ["tdmpc-<task>"], ["torch-l2", "grid"])
+    store = run_suite(suite, root=tmp_path, quiet=True)
+    rows = read_csv(store.root / "metrics.csv")
+    assert len(rows) == 3 and all(r["metric"] == r["metric"] for r in rows)
+    assert store.run_info()["device"] == "cuda"

@@ -1,9 +1,9 @@
 """Evaluation episodes of TD-MPC agents: lock-step (K episodes, one batched plan per env step) or one after
 another, with per-episode planner noise so that both give the same returns up to float rounding.
 
-`evaluate` stays the evaluation that made the committed cells: one episode after another,
-planner noise from torch's global generator. Its returns differ from these evaluators' (other noise), within
-the spread of the seeds (docs/TDMPC_EXECUTION.md).
+`evaluate` stays the evaluation that made the committed cells: one episode after another, planner noise
+from torch's global generator. The lock-step evaluator draws other noise, so its returns differ from those;
+docs/TDMPC_EXECUTION.md compares them.
 """
 from __future__ import annotations
 
@@ -13,28 +13,31 @@ from typing import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.planner import EpisodeNoise
 
 EVALUATORS = ("legacy", "lockstep", "sequential")
-"""`legacy`: `agents.tdmpc.train.evaluate` (global noise, episodes in turn; the committed cells);
+"""`legacy`: `evaluate` (global noise, episodes in turn; the committed cells);
 `lockstep`: `LockstepEvaluator` with all episodes in one batch; `sequential`: the same evaluator, one episode
 per batch (the same returns as lockstep up to rounding)."""
 
 
 @dataclass
 class Evaluation:
-    """Returns of evaluation episodes and where their wall time went."""
+    """Returns of evaluation episodes, where their wall time went, and (when recorded) what they visited."""
 
     returns: list[float]
     plan_seconds: float = 0.0
     """Wall time spent planning (all episodes)."""
     env_seconds: float = 0.0
     """Wall time spent stepping and resetting environments."""
-    steps: int = field(default=0)
-    """Agent steps planned (per batch, not per episode)."""
+    steps: int = 0
+    """Batched plans made (one per agent step of the longest episode of each batch)."""
+    observations: list[np.ndarray] = field(default_factory=list)
+    """Per episode [T, obs]: the observations planned from (only when recorded)."""
+    actions: list[np.ndarray] = field(default_factory=list)
+    """Per episode [T, act]: the actions taken there (only when recorded)."""
 
     @property
     def mean(self) -> float:
@@ -66,22 +69,21 @@ def evaluate(agent: TDMPC, env: gym.Env, episodes: int, seed: int,
 
 
 class LockstepEvaluator:
-    """Runs the evaluation episodes of an agent together: one batched plan per environment step.
+    """Runs evaluation episodes of agents together: one batched plan per environment step.
 
-    Episode i resets its environment with seed + i (as `evaluate` does) and draws its planner noise from its
-    own generator seeded with seed + i. Episodes that end early keep being planned for with their last
-    observation (fixed batch shapes) until all have ended; their returns are final when they end.
+    Episode i of `run(agent, episodes, seed)` resets its environment with seed + i (as `evaluate` does) and
+    draws its planner noise from its own generator seeded with seed + i. Episodes that end early keep being
+    planned for with their last observation (fixed batch shapes) until all have ended; their returns are final
+    when they end. With `lockstep=False` the episodes run one after another (batches of one), with the same
+    returns up to float rounding. Environments are made once (`make_env`) and reused.
     """
 
-    def __init__(self, make_env: Callable[[], gym.Env], episodes: int, seed: int, lockstep: bool = True) -> None:
-        if episodes < 1:
-            raise ValueError(f"evaluation needs at least one episode, got {episodes}")
-        self.make_env, self.episodes, self.seed, self.lockstep = make_env, episodes, seed, lockstep
+    def __init__(self, make_env: Callable[[], gym.Env], lockstep: bool = True) -> None:
+        self.make_env, self.lockstep = make_env, lockstep
         self._envs: list[gym.Env] = []
 
     def __repr__(self) -> str:
-        return (f"LockstepEvaluator(episodes={self.episodes}, seed={self.seed}, "
-                f"{'lock-step' if self.lockstep else 'sequential'})")
+        return f"LockstepEvaluator({'lock-step' if self.lockstep else 'sequential'}, {len(self._envs)} envs)"
 
     def envs(self, count: int) -> list[gym.Env]:
         """`count` environments, made once and reused."""
@@ -89,24 +91,32 @@ class LockstepEvaluator:
             self._envs.append(self.make_env())
         return self._envs[:count]
 
-    def run(self, agent: TDMPC, step: int | None = None) -> Evaluation:
-        """Evaluate `agent` (eval mode, `step` default `agent.step`) on all episodes."""
-        seeds = [self.seed + i for i in range(self.episodes)]
+    def run(self, agent: TDMPC, episodes: int, seed: int, step: int | None = None,
+            record: bool = False) -> Evaluation:
+        """Evaluate `agent` (eval mode, `step` default `agent.step`) on `episodes` episodes; `record` keeps the
+        observations and actions of each episode."""
+        if episodes < 1:
+            raise ValueError(f"evaluation needs at least one episode, got {episodes}")
+        seeds = [seed + i for i in range(episodes)]
         batches = [seeds] if self.lockstep else [[s] for s in seeds]
-        parts = [self._episodes(agent, batch, agent.step if step is None else step) for batch in batches]
+        parts = [self._episodes(agent, batch, agent.step if step is None else step, record) for batch in batches]
         return Evaluation([r for p in parts for r in p.returns], sum(p.plan_seconds for p in parts),
-                          sum(p.env_seconds for p in parts), sum(p.steps for p in parts))
+                          sum(p.env_seconds for p in parts), sum(p.steps for p in parts),
+                          [o for p in parts for o in p.observations], [a for p in parts for a in p.actions])
 
-    def run_models(self, agents: Sequence[TDMPC], step: int | None = None) -> list[Evaluation]:
-        """`run` for several agents (e.g. grid candidates), each with the same episodes and noise seeds."""
-        return [self.run(agent, step) for agent in agents]
+    def run_models(self, agents: Sequence[TDMPC], episodes: int, seed: int,
+                   step: int | None = None) -> list[Evaluation]:
+        """`run` for several agents (e.g. grid candidates), each on the same episodes with the same noise."""
+        return [self.run(agent, episodes, seed, step) for agent in agents]
 
-    def _episodes(self, agent: TDMPC, seeds: list[int], step: int) -> Evaluation:
+    def _episodes(self, agent: TDMPC, seeds: list[int], step: int, record: bool) -> Evaluation:
         envs, noise = self.envs(len(seeds)), EpisodeNoise.seeded(seeds)
         begin = time.perf_counter()
         obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
         env_seconds, plan_seconds = time.perf_counter() - begin, 0.0
         totals, done, t = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=bool), 0
+        visited: list[list[np.ndarray]] = [[] for _ in seeds]
+        taken: list[list[np.ndarray]] = [[] for _ in seeds]
         agent.planner.reset()
         while not done.all():
             begin = time.perf_counter()
@@ -114,20 +124,30 @@ class LockstepEvaluator:
             plan_seconds += time.perf_counter() - begin
             begin = time.perf_counter()
             for k in np.flatnonzero(~done):
+                if record:
+                    visited[k].append(obs[k].copy())
+                    taken[k].append(actions[k])
                 obs[k], reward, terminated, truncated, _ = envs[k].step(actions[k])
                 totals[k] += reward
                 done[k] = terminated or truncated
             env_seconds += time.perf_counter() - begin
             t += 1
-        return Evaluation([float(r) for r in totals], plan_seconds, env_seconds, t)
+        trajectories = ([np.stack(v) for v in visited], [np.stack(a) for a in taken]) if record else ([], [])
+        return Evaluation([float(r) for r in totals], plan_seconds, env_seconds, t, *trajectories)
 
 
 def evaluate_agent(agent: TDMPC, make_env: Callable[[], gym.Env], episodes: int, seed: int,
                    evaluator: str = "legacy", step: int | None = None) -> Evaluation:
     """Returns of `episodes` eval-mode episodes of `agent` with the named evaluator (see EVALUATORS)."""
+    check_evaluator(evaluator)
     if evaluator == "legacy":
         _, _, returns = evaluate(agent, make_env(), episodes, seed, step)
         return Evaluation(returns)
-    if evaluator not in EVALUATORS:
-        raise ValueError(f"evaluator must be one of {EVALUATORS}, got {evaluator!r}")
-    return LockstepEvaluator(make_env, episodes, seed, lockstep=evaluator == "lockstep").run(agent, step)
+    return LockstepEvaluator(make_env, lockstep=evaluator == "lockstep").run(agent, episodes, seed, step)
+
+
+def check_evaluator(name: str) -> str:
+    """`name` if it is one of EVALUATORS, else a ValueError naming them."""
+    if name not in EVALUATORS:
+        raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {name!r}")
+    return name

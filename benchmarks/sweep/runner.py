@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
+from agents.device import resolve_device
+
 from benchmarks.sweep.cells import cell_fingerprinter, shared_settings, suite_cells
 from benchmarks.sweep.store import Cell, ResultStore, fingerprint
 from benchmarks.sweep.suite import Suite, import_plugins, suite_to_dict
@@ -105,5 +107,6 @@ def _write_run_info(store: ResultStore, suite: Suite, seconds: float, computed: 
     """run.json: the suite as run, the command that ran it ("" from Python), how many cells this run computed,
     its wall time and the machine."""
     info = {"suite": suite_to_dict(suite), "command": command, "cells_computed": computed,
-            "wall_seconds": round(seconds, 1), "threads": torch.get_num_threads(), **machine_info()}
+            "wall_seconds": round(seconds, 1), "threads": torch.get_num_threads(),
+            "device": str(resolve_device(suite.device)), **machine_info()}
     store.write_run_info(info)

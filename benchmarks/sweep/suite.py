@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
+from agents.device import DEVICES
+
 SUITES_DIR = Path(__file__).parent.parent / "suites"
 MAX_SEED = 2**31 - 1
 """Largest seed a suite or command may use."""
@@ -67,6 +69,9 @@ class Suite:
     """one line shown in the report"""
     plugins: tuple[str, ...] = ()
     """modules imported first, in every worker process too, that register the use case or methods"""
+    device: str = "cpu"
+    """where cells evaluate: auto (CUDA where available), cpu or cuda; recorded with each cell, not part of
+    its fingerprint"""
 
     def __repr__(self) -> str:
         return (f"Suite({self.name!r}: {self.model}, {len(self.methods)} methods x {len(self.sparsities)} levels x "
@@ -74,7 +79,8 @@ class Suite:
 
 
 _TUPLE_TYPES = {"methods": str, "sparsities": float, "seeds": int, "latent_prunable": bool, "plugins": str}
-_SCALAR_TYPES = {"name": str, "model": str, "eps": float, "checkpoint": str, "workers": int, "description": str}
+_SCALAR_TYPES = {"name": str, "model": str, "eps": float, "checkpoint": str, "workers": int, "description": str,
+                 "device": str}
 
 
 def _check_scalar(key: str, value: Any, kind: type) -> Any:
@@ -159,6 +165,8 @@ def _check_semantics(suite: Suite, known_models: list[str], known_methods: list[
         raise SuiteError(f"workers {suite.workers} must lie in [1, 64]")
     _check_module_names(suite.plugins)
     _check_options(suite)
+    if suite.device not in DEVICES:
+        raise SuiteError(f"device {suite.device!r} must be one of {list(DEVICES)}")
 
 
 def validate_seed(value: int, field_name: str = "seed") -> int:

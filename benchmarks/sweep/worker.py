@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from agents.device import resolve_device
 from agents.tdmpc.model import native_bf16
 from benchmarks.sweep.cells import cell_seed
 from benchmarks.sweep.stability import kept_indices, linear_cka, mean_cosine
@@ -37,6 +38,7 @@ class Worker:
         start without them)."""
         import_plugins(suite.plugins)
         usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
+        usecase.set_device(resolve_device(suite.device))
         dense = usecase.load()
         return cls(suite, usecase, dense, count_params(dense))
 
@@ -70,6 +72,7 @@ class Worker:
             **_stability(dense_latents, latents, kept),
             **self.usecase.extra_metrics(self.dense, model, cell.seed, kept),
             **self.usecase.latency(model),
+            "device": str(self.usecase.device),
         }
         extras = self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite, self.usecase) else {}
         row["cell_seconds"] = time.perf_counter() - started

@@ -58,6 +58,12 @@ class UseCase(ABC):
     def __init__(self, checkpoint: str = "", **options: Any) -> None:
         self.checkpoint = checkpoint
         self.options = options
+        self.device = torch.device("cpu")
+        """Where this use case evaluates models (`set_device`)."""
+
+    def set_device(self, device: torch.device) -> None:
+        """Evaluate on `device` where this use case can; `self.device` then says where it does (use cases that
+        run only on the CPU keep it)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, metric={self.metric_name}, checkpoint={self.checkpoint or 'default'})"

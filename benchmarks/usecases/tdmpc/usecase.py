@@ -34,7 +34,7 @@ from torch import nn
 from agents.tdmpc import TDMPC, TOLD, load_agent, output_layers, trace_forward
 from agents.tdmpc.checkpoint import make_agent_env
 from agents.tdmpc.planner import INITIAL_STD, planning_horizon
-from agents.tdmpc.train import evaluate
+from agents.tdmpc.evaluate import LockstepEvaluator, check_evaluator, evaluate
 from benchmarks.usecases.base import PruningTargets, UseCase, register_usecase, require_positive
 from envs import is_known_task
 from pruning import PruneResult, PruningProblem, count_macs, fold_replacement, weight_masks
@@ -61,23 +61,6 @@ class Visits:
 
     obs: torch.Tensor
     actions: torch.Tensor
-
-
-def _rollout(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Discounted predicted rewards [N, 1] of action sequences [H, N, act] from latents [N, d], and the
-    discounted terminal values of both Q heads [N, 2]: the planner's value is rewards + min(heads)."""
-    rewards, scale = torch.zeros(z.shape[0], 1), 1.0
-    for a in actions:
-        z, r = model.next(z, a)
-        rewards = rewards + scale * r
-        scale *= discount
-    return rewards, scale * torch.cat(model.Q(z, model.pi_action(z)), dim=1)
-
-
-def _planner_value(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: float) -> torch.Tensor:
-    """MPPI's estimate [N, 1] of action sequences: discounted predicted rewards plus the terminal min-Q."""
-    rewards, heads = _rollout(model, z, actions, discount)
-    return rewards + heads.min(dim=1, keepdim=True).values
 
 
 def _proposals(model: TOLD, z: torch.Tensor, horizon: int) -> torch.Tensor:
@@ -114,7 +97,10 @@ class TDMPCUseCase(UseCase):
     own units, default 0: off), `choice_weight` (weight of the planner-choice term, default 10),
     `proposal_weight` (weight of the policy-proposal term, default 0: off): how much worse, by the dense
     model's own estimate, the pruned policy's rollouts are than the dense policy's (the planner's pi
-    trajectories).
+    trajectories), `evaluator` (how evaluation, calibration and grid episodes run: `legacy`, default, one
+    after another with torch's global noise, as the committed cells; `lockstep`, all episodes in one batched
+    plan per step with per-episode noise; `sequential`, the same episodes and noise one after another;
+    docs/TDMPC_EXECUTION.md).
     """
 
     metric_name = "return"
@@ -146,7 +132,7 @@ class TDMPCUseCase(UseCase):
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
                  calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 0.1,
                  twin_weight: float = 1.0, reward_weight: float = 0.0, noise: float = INITIAL_STD,
-                 choice_weight: float = 10.0, proposal_weight: float = 0.0) -> None:
+                 choice_weight: float = 10.0, proposal_weight: float = 0.0, evaluator: str = "legacy") -> None:
         require_positive(f"model 'tdmpc-{task}'", episodes=episodes, grid_episodes=grid_episodes,
                          calib_episodes=calib_episodes, states=states, candidates=candidates)
         super().__init__(checkpoint or str(default_checkpoint(task)))
@@ -158,6 +144,9 @@ class TDMPCUseCase(UseCase):
         self._env: gym.Env | None = None
         if not is_known_task(task):
             make_agent_env(Path(self.checkpoint), task)  # raises, naming the plugins the checkpoint was trained with
+        self.evaluator = check_evaluator(evaluator)
+        self._lockstep = LockstepEvaluator(lambda: make_agent_env(Path(self.checkpoint), task),
+                                           lockstep=evaluator != "sequential")
         self._agent: TDMPC | None = None
         self._visits: Visits | None = None
         self._dense_plan_values: dict[int, torch.Tensor] = {}
@@ -181,18 +170,34 @@ class TDMPCUseCase(UseCase):
     def load(self) -> nn.Module:
         return self.agent().model.eval()
 
-    def wrap(self, model: TOLD) -> TDMPC:
-        """An agent that plans with `model` (the dense agent's config, schedules and step)."""
-        dense = self.agent()
+    def set_device(self, device: torch.device) -> None:
+        """Plan (evaluation, calibration rollouts, grid scores, latency) on `device`; the dense model, the
+        pruning search and its surrogate stay on the CPU."""
+        self.device = device
+
+    def wrap(self, model: TOLD, device: torch.device | None = None) -> TDMPC:
+        """An agent that plans with `model` (the dense agent's config, schedules and step) on `device` (default
+        the use case's; a copy of `model` where that is not the CPU)."""
+        dense, device = self.agent(), self.device if device is None else device
         agent = copy.copy(dense)
-        agent.model = model.eval()
+        agent.model = (model if device.type == "cpu" else copy.deepcopy(model).to(device)).eval()
+        agent.device = device
         agent.planner = type(dense.planner)(dense.cfg, dense.act_dim)
         return agent
+
+    def _returns(self, model: TOLD, episodes: int, seed: int) -> tuple[float, float]:
+        """Mean and std of the planner's return over `episodes` episodes from env seed `seed` on, with the
+        use case's evaluator."""
+        if self.evaluator == "legacy":
+            mean, std, _ = evaluate(self.wrap(model), self.env, episodes, seed)
+            return mean, std
+        result = self._lockstep.run(self.wrap(model), episodes, seed)
+        return result.mean, result.std
 
     def pruned_agent(self, result: PruneResult) -> TDMPC:
         """A trainable agent around a pruning result, with fresh optimisers: its target network is the dense
         target pruned at the same channels (torch-pruning history replayed, or the same masks applied)."""
-        agent = self.wrap(result.model)
+        agent = self.wrap(result.model, torch.device("cpu"))
         dense_target = self.agent().target
         if result.history:
             example = {"obs": self.visits().obs[:4], "action": self.visits().actions[:4]}
@@ -205,8 +210,12 @@ class TDMPCUseCase(UseCase):
     # -- data ------------------------------------------------------------------------------------------
     def visits(self) -> Visits:
         """States and planner actions of `calib_episodes` dense episodes (cached)."""
+        if self._visits is None and self.evaluator != "legacy":
+            run = self._lockstep.run(self.wrap(self.load()), self.calib_episodes, CALIB_SEED, record=True)
+            self._visits = Visits(torch.as_tensor(np.concatenate(run.observations)),
+                                  torch.as_tensor(np.concatenate(run.actions)))
         if self._visits is None:
-            agent, obs, actions = self.agent(), [], []
+            agent, obs, actions = self.wrap(self.load()), [], []
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(CALIB_SEED)
                 for i in range(self.calib_episodes):
@@ -250,14 +259,14 @@ class TDMPCUseCase(UseCase):
                 start, seqs = heldout if step < 0 else self._batch(step % 64, seed)
                 with torch.no_grad():
                     z = dense.h(visits.obs[start]).repeat_interleave(self.candidates, dim=0)
-                    rewards, heads = _rollout(dense, z, seqs, discount)
-                    value = _centered(rewards + heads.min(dim=1, keepdim=True).values, len(start))
-                    reward = _centered(rewards, len(start))
+                    imagined = dense.imagine(z, seqs, discount)
+                    value = _centered(imagined.value(), len(start))
+                    reward = _centered(imagined.rewards, len(start))
                     z0 = dense.h(visits.obs[start])
                     pi = dense.pi_action(z0)
-                    proposal = (_planner_value(dense, z0, _proposals(dense, z0, horizon), discount)
+                    proposal = (dense.imagine(z0, _proposals(dense, z0, horizon), discount).value()
                                 if self.proposal_weight else None)
-                cache[step] = (start, seqs, value, reward, _twin_gap(heads), pi, proposal)
+                cache[step] = (start, seqs, value, reward, _twin_gap(imagined.heads), pi, proposal)
             return cache[step]
 
         def choice_err(value: torch.Tensor, dense_value: torch.Tensor) -> torch.Tensor:
@@ -275,8 +284,9 @@ class TDMPCUseCase(UseCase):
             pruned policy's proposals (when `proposal_weight` is set)."""
             start, seqs, dense_value, dense_reward, dense_twin, dense_pi, dense_proposal = targets(step)
             z = masked.h(visits.obs[start])
-            rewards, heads = _rollout(masked, z.repeat_interleave(self.candidates, dim=0), seqs, discount)
-            value = _centered(rewards + heads.min(dim=1, keepdim=True).values, len(start))
+            imagined = masked.imagine(z.repeat_interleave(self.candidates, dim=0), seqs, discount)
+            rewards, heads = imagined.rewards, imagined.heads
+            value = _centered(imagined.value(), len(start))
             spread = dense_value.pow(2).mean().clamp_min(1e-8)
             value_err = (value - dense_value).pow(2).mean() / spread
             twin_err = (_twin_gap(heads) - dense_twin).pow(2).mean() / spread
@@ -286,13 +296,12 @@ class TDMPCUseCase(UseCase):
             loss = (value_err + self.twin_weight * twin_err + self.reward_weight * reward_err
                     + self.pi_weight * pi_err + self.choice_weight * choice_err(value, dense_value))
             if self.proposal_weight:
-                proposal = _planner_value(frozen, frozen.h(visits.obs[start]), _proposals(masked, z, horizon), discount)
+                proposal = frozen.imagine(frozen.h(visits.obs[start]), _proposals(masked, z, horizon), discount).value()
                 loss = loss + self.proposal_weight * (dense_proposal - proposal).clamp_min(0).pow(2).mean() / spread
             return loss
 
         def grid_metric(candidate: nn.Module) -> float:
-            mean, _, _ = evaluate(self.wrap(candidate), self.env, self.grid_episodes, CALIB_SEED + 500 + 100 * seed)
-            return mean
+            return self._returns(candidate, self.grid_episodes, CALIB_SEED + 500 + 100 * seed)[0]
 
         obs = visits.obs[:4]
         return PruningProblem(
@@ -303,8 +312,7 @@ class TDMPCUseCase(UseCase):
 
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, seed: int) -> tuple[float, float]:
-        mean, std, _ = evaluate(self.wrap(model), self.env, self.episodes, EVAL_SEED + 100 * seed)
-        return mean, std
+        return self._returns(model, self.episodes, EVAL_SEED + 100 * seed)
 
     def latents(self, model: nn.Module, seed: int) -> torch.Tensor:
         with torch.no_grad():
@@ -325,6 +333,8 @@ class TDMPCUseCase(UseCase):
         for i in range(12):
             begin = time.perf_counter()
             agent.plan(obs[i], eval_mode=True, step=agent.step, t0=i == 0)
+            if agent.device.type == "cuda":
+                torch.cuda.synchronize(agent.device)
             times.append((time.perf_counter() - begin) * 1e3)
         start, seqs = self._batch(0, 0)
         z = model.h(obs[start]).repeat_interleave(self.candidates, dim=0)[:256]
@@ -332,7 +342,7 @@ class TDMPCUseCase(UseCase):
         with torch.inference_mode():
             for _ in range(12):
                 begin = time.perf_counter()
-                _rollout(model, z, seqs[:, :256], agent.cfg.discount)
+                model.imagine(z, seqs[:, :256], agent.cfg.discount)
                 value_times.append((time.perf_counter() - begin) * 1e3)
         return {"latency_ms_b1": float(np.median(times[2:])), "latency_ms_b256": float(np.median(value_times[2:]))}
 
@@ -366,7 +376,7 @@ class TDMPCUseCase(UseCase):
         states = obs[:: max(1, len(obs) // REGRET_STATES)]
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
-            actions = torch.stack([agent.plan(o, eval_mode=True, step=agent.step, t0=True) for o in states])
+            actions = torch.stack([agent.plan(o, eval_mode=True, step=agent.step, t0=True) for o in states]).cpu()
             return torch.min(*dense.Q(dense.h(states), actions)).squeeze(1)
 
 

@@ -1,0 +1,85 @@
+"""The lock-step evaluator against the committed one, side by side: run a TD-MPC suite (or part of it) with
+the use-case option `evaluator = "lockstep"` into results/<suite>-lockstep, then compare each cell's return
+with the stored cell of results/<suite>. `python -m benchmarks.tdmpc_evaluators --help`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+from benchmarks.sweep.runner import RESULTS_ROOT, run_suite
+from benchmarks.sweep.store import read_csv, write_atomic
+from benchmarks.sweep.suite import Suite, load_suite
+
+KEY = ("method", "latent_prunable", "target_sparsity", "seed")
+
+
+def lockstep_suite(suite: Suite) -> Suite:
+    """`suite` under another name, scored by the lock-step evaluator (part of each cell's identity)."""
+    return dataclasses.replace(suite, name=f"{suite.name}-lockstep",
+                               model_options={**suite.model_options, "evaluator": "lockstep"})
+
+
+def _standard_error(row: dict, episodes: int) -> float:
+    """Standard error of a difference of two means of `episodes` returns with the row's episode spread."""
+    return math.sqrt(2.0 / episodes) * float(row["metric_std"])
+
+
+def compare(old_csv: Path, new_csv: Path, episodes: int) -> tuple[list[dict], str]:
+    """Rows present in both metrics.csv files, joined on method, latent setting, level and seed, and the
+    markdown table of old, new, new - old and (new - old) / its standard error from the episode spread."""
+    old = {tuple(r[k] for k in KEY): r for r in read_csv(old_csv)}
+    joined = []
+    for new in read_csv(new_csv):
+        key = tuple(new[k] for k in KEY)
+        if key in old:
+            diff = new["metric"] - old[key]["metric"]
+            se = _standard_error(old[key], episodes)
+            joined.append({"key": key, "old": old[key]["metric"], "new": new["metric"], "diff": diff,
+                           "z": diff / se if se > 0 else float("nan"), "old_std": old[key]["metric_std"]})
+    lines = ["| method | latent | rho | seed | old | new | new - old | episode std (old) | z |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for j in joined:
+        method, latent, level, seed = j["key"]
+        lines.append(f"| {method} | {'prunable' if latent else 'kept'} | {level:g} | {seed} | {j['old']:.1f} | "
+                     f"{j['new']:.1f} | {j['diff']:+.1f} | {j['old_std']:.1f} | {j['z']:+.2f} |")
+    return joined, "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the lock-step cells (resumable), then write the side-by-side table."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.tdmpc_evaluators", description=__doc__)
+    ap.add_argument("--suite", default="tdmpc-quick", help="a TD-MPC suite whose results are stored")
+    ap.add_argument("--methods", help="comma-separated subset of methods")
+    ap.add_argument("--sparsities", help="comma-separated subset of levels")
+    ap.add_argument("--seeds", help="comma-separated subset of seeds")
+    ap.add_argument("--workers", type=int, help="cells in parallel (default: the suite's)")
+    ap.add_argument("--root", type=Path, default=RESULTS_ROOT, help="results root (default results)")
+    ap.add_argument("--out", type=Path, default=Path("results/tdmpc_evaluators.md"), help="markdown table")
+    args = ap.parse_args(argv)
+    split = lambda text, kind: [kind(v) for v in text.split(",")] if text else None
+    suite = load_suite(args.suite, methods=split(args.methods, str), sparsities=split(args.sparsities, float),
+                       seeds=split(args.seeds, int), workers=args.workers)
+    new = lockstep_suite(suite)
+    command = " ".join(["python -m benchmarks.tdmpc_evaluators", *(sys.argv[1:] if argv is None else argv)])
+    run_suite(new, root=args.root, quiet=True, command=command)
+    episodes = int(suite.model_options.get("episodes", 10))
+    joined, table = compare(args.root / suite.name / "metrics.csv", args.root / new.name / "metrics.csv", episodes)
+    within = sum(abs(j["z"]) <= 2 for j in joined)
+    mean_diff = sum(j["diff"] for j in joined) / max(len(joined), 1)
+    text = (f"# Lock-step vs committed evaluation: {suite.name}\n\n`{command}`\n\n"
+            f"Old: the stored cells of results/{suite.name} (episodes one after another, torch's global noise). "
+            f"New: the same cells with `evaluator = \"lockstep\"` (results/{new.name}: all {episodes} episodes "
+            "of a cell in one batched plan per step, per-episode noise; grid candidates scored the same way). "
+            "z is (new - old) over the standard error of a difference of two means of "
+            f"{episodes} episodes with the old cell's episode spread.\n\n"
+            f"{within} of {len(joined)} cells within |z| <= 2; mean new - old {mean_diff:+.1f}.\n\n" + table)
+    write_atomic(args.out, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
