@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Mapping
 
 import torch
@@ -9,7 +10,7 @@ import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
 import torch_pruning as tp
 
-from pruning.coefficients import n_removed
+from pruning.coefficients import free_unflatten_channels, leaves_channels, n_removed
 from pruning.context import SearchContext, finish, measured_widths, prepare, solve_ratio
 from pruning.groups import ROOT_TYPES, Group, Member, output_modules
 from pruning.problem import PruningProblem
@@ -193,8 +194,10 @@ def _tp_prune(ctx: SearchContext, ratio: float, importance: str, seed: int) -> t
                                           importance=scorer if block == 1 else BlockImportance(scorer, blocks),
                                           pruning_ratio=ratio, ignored_layers=ignored, round_to=block if block > 1 else None,
                                           root_module_types=ROOT_TYPES, forward_fn=ctx.problem.forward_fn)
+            pruner.DG.check_pruning_group = functools.partial(leaves_channels, pruner.DG)  # Unflatten-aware
             pruner.step()
             history += [list(step) for step in pruner.pruning_history()]
+    free_unflatten_channels(model)
     return model, history
 
 

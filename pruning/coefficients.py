@@ -8,6 +8,7 @@ from typing import Iterator, Mapping
 
 import torch
 import torch.nn as nn
+import torch_pruning as tp
 
 from pruning.groups import Group, dependency_graph, tp_group
 from pruning.problem import PruningProblem
@@ -40,6 +41,10 @@ def consumer_means(problem: PruningProblem, groups: list[Group]) -> dict[str, to
     surrogate's first batch (the data the searches judge by), or the example inputs without a surrogate."""
     model = copy.deepcopy(problem.model)
     consumers = {m.module for g in groups if g.prunable for m in g.members if m.kind == "in"}
+    convolutions = sorted(name for name in consumers if not isinstance(model.get_submodule(name), nn.Linear))
+    if convolutions:
+        raise NotImplementedError(f"mean replacement folds removed inputs into Linear biases only; "
+                                  f"{convolutions} are not Linear")
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
 
@@ -73,12 +78,13 @@ def mean_replacement(groups: list[Group], order: Mapping[str, torch.Tensor], wid
         removed = group.width - widths.get(group.label, group.width)
         if removed <= 0:
             continue
-        channels = order[group.label][:removed].tolist()
+        channels = set(order[group.label][:removed].tolist())
         for member in group.members:
             if member.kind == "in" and member.module in means:
                 idxs, values = replaced.setdefault(member.module, ([], []))
-                idxs += [member.idxs[k] for k in channels]
-                values += [float(means[member.module][member.idxs[k]]) for k in channels]
+                gone = [i for i, c in zip(member.idxs, member.group_channels()) if c in channels]
+                idxs += gone
+                values += [float(means[member.module][i]) for i in gone]
     return replaced
 
 
@@ -91,6 +97,20 @@ def fold_replacement(model: nn.Module, replaced: Replacement) -> None:
             if getattr(layer, "bias", None) is None:
                 raise ValueError(f"mean replacement folds into the consumer's bias, and {name!r} has none")
             layer.bias.add_(layer.weight[:, idxs] @ torch.tensor(values, dtype=layer.weight.dtype))
+
+
+def leaves_channels(dg: tp.DependencyGraph, pruning_group: tp.Group) -> bool:
+    """True if removing `pruning_group` leaves every layer at least one channel. Like torch-pruning's
+    check_pruning_group, but counting distinct indices: a layer behind an Unflatten receives each of its
+    channels once per feature of the block (1568 features onto 32 channels: each index 49 times)."""
+    for dep, idxs in pruning_group:
+        for applies, channels in ((dg.is_out_channel_pruning_fn, dg.get_out_channels),
+                                  (dg.is_in_channel_pruning_fn, dg.get_in_channels)):
+            if applies(dep.handler):
+                available = channels(dep.target.module)
+                if available is not None and available <= len(set(idxs)):
+                    return False
+    return True
 
 
 def harden_widths(problem: PruningProblem, groups: list[Group], order: Mapping[str, torch.Tensor],
@@ -109,10 +129,19 @@ def harden_widths(problem: PruningProblem, groups: list[Group], order: Mapping[s
         if removed <= 0:
             continue
         pruning_group = tp_group(dg, group, order[group.label][:removed].tolist())
-        if not dg.check_pruning_group(pruning_group):
+        if not leaves_channels(dg, pruning_group):
             raise RuntimeError(f"torch-pruning refused to remove {removed} channels of group {group.label!r}")
         pruning_group.prune()
+    free_unflatten_channels(model)
     return model, [list(step) for step in dg.pruning_history()]
+
+
+def free_unflatten_channels(model: nn.Module) -> None:
+    """Let every nn.Unflatten infer its first size (-1): torch-pruning removes the channels behind it (whole
+    blocks of features) but leaves the sizes it was built with."""
+    for module in model.modules():
+        if isinstance(module, nn.Unflatten) and len(module.unflattened_size) > 1:
+            module.unflattened_size = (-1, *module.unflattened_size[1:])
 
 
 def harden_with_means(problem: PruningProblem, groups: list[Group], order: Mapping[str, torch.Tensor],
@@ -147,7 +176,9 @@ class SoftMasks:
     as a whole; the most important block of a group always keeps mask 1, so a group never vanishes.
     Consumer inputs are multiplied by
     the masks and LayerNorms of a group normalise with mask-weighted statistics, so with T = 0 (hard
-    masks) the masked model computes exactly what the physically pruned model computes. With `means`
+    masks) the masked model computes exactly what the physically pruned model computes, as long as no op
+    between a group's producers and its consumers mixes its channels (a softmax over blocks of channels is
+    fine when the group has that block size). With `means`
     (mean replacement), a consumer input is mixed with its mean instead: x m + (1 - m) mean, which hardens
     to the pruned model whose consumer biases absorbed the removed inputs' means (`fold_replacement`).
     `c` holds one nn.Parameter per prunable group. Use as a context manager, or call install() / remove().
@@ -168,21 +199,25 @@ class SoftMasks:
         self._order = {g.label: order[g.label] for g in self.groups}
         self._position = {g.label: _block_positions(order[g.label], g.block) for g in self.groups}
         self._block_of = {g.label: torch.arange(g.width) // g.block for g in self.groups}
-        self._slots: dict[tuple[str, str], list[tuple[Group, torch.Tensor]]] = {}
+        self._slots: dict[tuple[str, str], list[tuple[Group, torch.Tensor, torch.Tensor]]] = {}
         for g in self.groups:
             for m in g.members:
-                self._slots.setdefault((m.module, m.kind), []).append((g, torch.tensor(m.idxs)))
+                self._slots.setdefault((m.module, m.kind), []).append(
+                    (g, torch.tensor(m.idxs), torch.tensor(m.group_channels())))
         self._check_supported()
         self._handles: list = []
 
     def _check_supported(self) -> None:
         for name, kind in self._slots:
             module = self.model.get_submodule(name)
-            if kind == "in" and not isinstance(module, nn.Linear):
-                raise NotImplementedError(f"soft masks feed nn.Linear consumers only; {name!r} is "
+            if kind == "in" and not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+                raise NotImplementedError(f"soft masks feed Linear and convolution consumers only; {name!r} is "
                                           f"{type(module).__name__}")
             if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
                 raise NotImplementedError(f"LayerNorm {name!r} normalises over several axes")
+            if isinstance(module, nn.GroupNorm):
+                raise NotImplementedError(f"GroupNorm {name!r} mixes channels within its groups; soft masks "
+                                          f"cannot mimic its pruned statistics")
 
     def parameters(self) -> list[nn.Parameter]:
         """The coefficients, in group order (for an optimizer)."""
@@ -238,14 +273,16 @@ class SoftMasks:
 
     def _full_mask(self, module_name: str, kind: str, size: int) -> torch.Tensor:
         mask = torch.ones(size)
-        for group, idxs in self._slots[(module_name, kind)]:
-            mask = mask.index_put((idxs,), self.mask(group))
+        for group, idxs, channels in self._slots[(module_name, kind)]:
+            mask = mask.index_put((idxs,), self.mask(group)[channels])
         return mask
 
     def _consumer_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple) -> tuple:
             x = inputs[0]
-            mask = self._full_mask(name, "in", x.shape[-1]).to(x.dtype)
+            spatial = len(module.kernel_size) if isinstance(module, nn.modules.conv._ConvNd) else 0
+            mask = self._full_mask(name, "in", x.shape[x.dim() - spatial - 1]).to(x.dtype)
+            mask = mask.view(-1, *[1] * spatial)  # channels first for convolutions, last for Linear
             masked = x * mask if name not in self.means else x * mask + (1 - mask) * self.means[name].to(x.dtype)
             return (masked,) + tuple(inputs[1:])
         return hook

@@ -1,6 +1,8 @@
 """Pruning groups from torch-pruning's dependency graph, tagged with the components they touch."""
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal, Mapping, NamedTuple
 
@@ -10,16 +12,26 @@ import torch_pruning as tp
 from pruning.problem import PruningProblem
 
 MemberKind = Literal["out", "in", "norm"]
-ROOT_TYPES: list[type[nn.Module]] = [nn.Linear]
+ROOT_TYPES: list[type[nn.Module]] = [nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
+                                     nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d]
 """Layer types whose output channels root the groups."""
 
 
 class Member(NamedTuple):
-    """One module's share of a group: channel `idxs[j]` of `module` belongs to group channel j."""
+    """One module's share of a group: channel `idxs[j]` of `module` belongs to group channel j, or, when
+    `channels` is set (a reshape between the layers), channel `idxs[i]` belongs to group channel `channels[i]`."""
 
     module: str
     kind: MemberKind
     idxs: tuple[int, ...]
+    channels: tuple[int, ...] | None = None
+    """Group channel of each of `idxs` where the mapping is not one to one: several features per channel
+    (Conv -> Flatten -> Linear), or one channel per block of group channels (Linear -> Unflatten -> Conv,
+    any channel of the block standing for it)."""
+
+    def group_channels(self) -> tuple[int, ...]:
+        """Group channel of each of `idxs`."""
+        return tuple(range(len(self.idxs))) if self.channels is None else self.channels
 
     def __repr__(self) -> str:
         return f"{self.module}:{self.kind}[{len(self.idxs)}]"
@@ -42,9 +54,11 @@ class Group:
     members: list[Member]
     """Every module the group touches, with the channel indices it owns."""
     prunable: bool
-    """False for inter groups when the problem keeps the latent whole."""
+    """False for inter groups when the problem keeps the latent whole, and for groups that touch a grouped
+    (not depthwise) convolution."""
     block: int = 1
-    """Channels removed together: every kept width is a multiple of it (PruningProblem.round_to)."""
+    """Channels removed together: every kept width is a multiple of it (PruningProblem.round_to, or forced by
+    an Unflatten onto channels)."""
 
     def __repr__(self) -> str:
         return (f"Group({self.index}, {self.label!r}, width={self.width}, {self.kind}, "
@@ -81,9 +95,11 @@ def _kind(dg: tp.DependencyGraph, module: nn.Module, handler) -> MemberKind:
     return "out" if dg.is_out_channel_pruning_fn(handler) else "in"
 
 
-def _members(dg: tp.DependencyGraph, group: tp.Group, label: str) -> list[Member]:
+def _members(dg: tp.DependencyGraph, group: tp.Group, label: str) -> tuple[list[Member], int]:
+    """The layers of a torch-pruning group with their channel mapping, and the block size the mapping forces
+    (a layer holding one channel per `block` group channels, behind an Unflatten)."""
     width = len(group[0].idxs)
-    members = []
+    members, block = [], 1
     for item in group:
         module = item.dep.target.module
         if isinstance(module, nn.Parameter):
@@ -91,13 +107,51 @@ def _members(dg: tp.DependencyGraph, group: tp.Group, label: str) -> list[Member
         name = dg._module2name.get(module) if isinstance(module, nn.Module) else None
         if name is None:
             continue  # a functional node of the graph (cat, split, add...), not a layer
-        aligned: list[int | None] = [None] * width
-        for idx, root in zip(item.idxs, item.root_idxs):
-            aligned[root] = idx
-        if None in aligned:
-            raise NotImplementedError(f"module {name!r} holds only part of group {label!r}; not supported")
-        members.append(Member(name, _kind(dg, module, item.dep.handler), tuple(aligned)))
-    return members
+        kind = _kind(dg, module, item.dep.handler)
+        idxs, roots = [int(i) for i in item.idxs], [int(r) for r in item.root_idxs]
+        if len(idxs) == width == len(set(idxs)):
+            members.append(Member(name, kind, _aligned(idxs, roots, width, name, label)))
+            continue
+        held, channels, forced = _mapped(idxs, roots, width, name, label)
+        members.append(Member(name, kind, held, channels))
+        block = math.lcm(block, forced)
+    return members, block
+
+
+def _aligned(idxs: list[int], roots: list[int], width: int, name: str, label: str) -> tuple[int, ...]:
+    aligned: list[int | None] = [None] * width
+    for idx, root in zip(idxs, roots):
+        aligned[root] = idx
+    if None in aligned:
+        raise NotImplementedError(f"module {name!r} maps several channels of group {label!r} onto one of its "
+                                  f"channels, or holds only part of the group; not supported")
+    return tuple(aligned)
+
+
+def _mapped(idxs: list[int], roots: list[int], width: int, name: str, label: str
+            ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(member channels, group channel of each, block size forced) for a mapping that is not one to one;
+    NotImplementedError unless it is whole blocks: `span` member channels per group channel (a flatten) or
+    one member channel per `block` consecutive group channels (an unflatten: torch-pruning repeats the member
+    channel for each group channel of its block, or names it once)."""
+    counts = Counter(roots)
+    if len(idxs) > width and len(counts) == width and len(set(counts.values())) == 1 and len(set(idxs)) == len(idxs):
+        return tuple(idxs), tuple(roots), 1
+    held = sorted(set(idxs))
+    if len(held) < width and width % len(held) == 0:
+        block = width // len(held)
+        if held == list(range(len(held))) and all(root // block == idx for idx, root in zip(idxs, roots)):
+            return tuple(held), tuple(idx * block for idx in held), block
+    raise NotImplementedError(f"module {name!r} holds {len(held)} distinct channels for the {width} channels "
+                              f"of group {label!r} in a mapping that is neither one to one nor whole blocks "
+                              f"(a flatten or unflatten); not supported")
+
+
+def _grouped_conv(module: nn.Module) -> bool:
+    """A convolution with groups > 1 that is not depthwise (its channels cannot be pruned independently)."""
+    groups = getattr(module, "groups", 1)
+    return (isinstance(module, nn.modules.conv._ConvNd) and groups > 1
+            and not groups == module.in_channels == module.out_channels)
 
 
 def _touched_components(members: list[Member], problem: PruningProblem) -> tuple[str, ...]:
@@ -108,22 +162,29 @@ def _touched_components(members: list[Member], problem: PruningProblem) -> tuple
 
 
 def build_groups(problem: PruningProblem) -> list[Group]:
-    """All groups of the model (output layers ignored), rooted at nn.Linear layers, in module order."""
+    """All groups of the model (output layers ignored), rooted at Linear and convolution layers, in module order.
+
+    A group whose channels reach a layer through an Unflatten gets the block size that keeps that layer's
+    channels whole (e.g. 1568 features onto 32 channels: blocks of 49); a group touching a grouped (not
+    depthwise) convolution is kept whole."""
     dg = dependency_graph(problem.model, problem)
     ignored = output_modules(problem.model, problem)
     found = {dg._module2name[tpg[0].dep.target.module]: tpg
              for tpg in dg.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES)}
     model_order = [name for name, _ in problem.model.named_modules() if name in found]
     groups = []
+    forced = {}
     for index, label in enumerate(model_order):
-        members = _members(dg, found[label], label)
+        members, forced[label] = _members(dg, found[label], label)
         components = _touched_components(members, problem)
         kind = "inter" if len(components) > 1 else "intra"
+        grouped = any(_grouped_conv(problem.model.get_submodule(m.module)) for m in members)
         groups.append(Group(index=index, label=label, width=len(found[label][0].idxs), components=components,
-                            kind=kind, members=members, prunable=problem.latent_prunable or kind == "intra"))
+                            kind=kind, members=members,
+                            prunable=(problem.latent_prunable or kind == "intra") and not grouped))
     _check_block_keys(problem, groups)
     for group in groups:
-        group.block = _block_size(problem, group)
+        group.block = math.lcm(_block_size(problem, group), forced[group.label])
         if group.width % group.block:
             raise ValueError(f"group {group.label!r} has {group.width} channels, not a multiple of its block size "
                              f"{group.block} (round_to)")

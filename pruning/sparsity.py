@@ -31,16 +31,25 @@ def sparsity(dense_params: int, params: int | float | torch.Tensor) -> float | t
 
 
 def _axis_kinds(module: nn.Module, ndim: int, kinds: set[str]) -> list[str | None]:
-    """Which member kind owns each axis of a parameter of `module`."""
+    """Which member kind owns each axis of a parameter of `module` (ConvTranspose weights are (in, out, ...);
+    a depthwise convolution's channels are a 'norm' member: its weight's axis 0)."""
     if "norm" in kinds:
-        if ndim != 1:
-            raise NotImplementedError(f"{type(module).__name__} has a {ndim}-D parameter inside a norm group")
-        return ["norm"]
-    return (["out", "in"] + [None] * ndim)[:ndim]
+        if ndim == 1 or isinstance(module, nn.modules.conv._ConvNd):
+            return ["norm"] + [None] * (ndim - 1)
+        raise NotImplementedError(f"{type(module).__name__} has a {ndim}-D parameter inside a norm group")
+    transposed = isinstance(module, nn.modules.conv._ConvTransposeNd) and ndim > 1  # its bias is 'out'
+    first = ["in", "out"] if transposed else ["out", "in"]
+    return (first + [None] * ndim)[:ndim]
+
+
+def _axis_divisor(module: nn.Module, axis: int) -> int:
+    """A grouped convolution's weight holds channels / groups along axis 1."""
+    return getattr(module, "groups", 1) if axis == 1 and isinstance(module, nn.modules.conv._ConvNd) else 1
 
 
 class ParamModel:
-    """Analytic parameter count: each parameter axis has size `fixed + sum of kept channels of its groups`.
+    """Analytic parameter count: each parameter axis has size `fixed + sum of kept channels of its groups`
+    (times the features per channel behind a flatten, over the groups of a grouped convolution).
 
     Works for hard kept widths (exact integers) and for soft widths (expected kept = sum of mask values,
     differentiable). `params_batch` evaluates a whole grid of width vectors at once.
@@ -49,10 +58,10 @@ class ParamModel:
     def __init__(self, model: nn.Module, groups: list[Group]) -> None:
         self.labels = [g.label for g in groups]
         self.widths = torch.tensor([g.width for g in groups], dtype=torch.float64)
-        on_axis: dict[tuple[str, str], list[int]] = {}
+        on_axis: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for gi, group in enumerate(groups):
             for member in group.members:
-                on_axis.setdefault((member.module, member.kind), []).append(gi)
+                on_axis.setdefault((member.module, member.kind), []).append((gi, len(member.idxs) / group.width))
         kinds_of: dict[str, set[str]] = {}
         for module, kind in on_axis:
             kinds_of.setdefault(module, set()).add(kind)
@@ -65,9 +74,11 @@ class ParamModel:
             axis_kinds = _axis_kinds(module, len(shape), kinds_of.get(name, set()))
             for axis, (size, kind) in enumerate(zip(shape, axis_kinds)):
                 owners = on_axis.get((name, kind), []) if kind else []
-                fixed[pi, axis] = size - sum(groups[gi].width for gi in owners)
-                coupling[owners, pi, axis] = 1.0
-                if fixed[pi, axis] < 0:
+                divisor = _axis_divisor(module, axis)
+                fixed[pi, axis] = size - sum(groups[gi].width * per / divisor for gi, per in owners)
+                for gi, per in owners:
+                    coupling[gi, pi, axis] += per / divisor
+                if fixed[pi, axis] < -1e-9:
                     raise NotImplementedError(f"axis {axis} of a parameter of {name!r} is smaller than its groups")
         self.fixed = fixed.flatten()
         self.coupling = coupling.flatten(1)

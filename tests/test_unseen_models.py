@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from pruning import PruningProblem, SoftMasks, build_groups, get_method, list_methods, ranking
-from unseen_models import predictions, world_inputs, world_problem
+from unseen_models import (conv_ae_problem, mnist_images, pixel_problem, predictions, seeded, world_inputs,
+                           world_problem)
 
-FAST = {"gradient": {"steps": 20}, "grid": {"budget": 16}, "grid-group": {"budget": 16}}
+FAST = {"gradient": {"steps": 10}, "grid": {"budget": 6}, "grid-group": {"budget": 6}}
 """Small budgets: the tests check behaviour, not search quality."""
 BUILTIN = ["torch-random", "torch-l2", "tp-random", "tp-magnitude", "grid", "grid-group", "gradient"]
 
@@ -26,6 +27,8 @@ class Case:
 
 CASES = {
     "world-model": Case(lambda: world_problem(round_to={"latent": 8}), lambda: world_inputs(555), predictions),
+    "conv-autoencoder": Case(conv_ae_problem, lambda: mnist_images(16, offset=500), lambda m, x: m(x)),
+    "pixel-policy": Case(pixel_problem, lambda: seeded(555, 16, 3, 24, 24), lambda m, x: m(x)),
 }
 
 

@@ -64,7 +64,7 @@ WORLD_OUTPUTS = ["reward.3", "qs.0.3", "qs.1.3", "qs.2.3"]
 class ConvAutoencoder(nn.Module):
     """28x28 images: Conv2d x2 -> Flatten -> Linear bottleneck -> Linear -> Unflatten -> ConvTranspose2d x2."""
 
-    def __init__(self, channels: int = 8, latent: int = 16) -> None:
+    def __init__(self, channels: int = 16, latent: int = 16) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
             nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU(),
@@ -94,7 +94,8 @@ class PixelPolicy(nn.Module):
         return self.policy(self.encoder(x))
 
 
-def _seeded(seed: int, *shape: int) -> torch.Tensor:
+def seeded(seed: int, *shape: int) -> torch.Tensor:
+    """Standard normal tensor from a generator seeded with `seed`."""
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
@@ -132,7 +133,7 @@ def _flat(outputs: Any) -> torch.Tensor:
 
 def world_inputs(seed: int, batch: int = 16) -> dict[str, torch.Tensor]:
     """Observations and two steps of actions."""
-    return {"obs": _seeded(seed, batch, 10), "action": torch.tanh(_seeded(seed + 1000, batch, 2, 3))}
+    return {"obs": seeded(seed, batch, 10), "action": torch.tanh(seeded(seed + 1000, batch, 2, 3))}
 
 
 def run_world(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -180,7 +181,7 @@ def pixel_problem(**kwargs) -> PruningProblem:
     """The pixel policy (seeded init) on random images."""
     torch.manual_seed(0)
     model = PixelPolicy().eval()
-    metric, surrogate = _distillation(model, _call, [_seeded(s, 16, 3, 24, 24) for s in range(4)],
-                                      _seeded(99, 16, 3, 24, 24))
+    metric, surrogate = _distillation(model, _call, [seeded(s, 16, 3, 24, 24) for s in range(4)],
+                                      seeded(99, 16, 3, 24, 24))
     return PruningProblem(model, {"encoder": "encoder", "policy": "policy"}, ["policy.2"],
-                          example_inputs=_seeded(7, 4, 3, 24, 24), metric=metric, surrogate=surrogate, **kwargs)
+                          example_inputs=seeded(7, 4, 3, 24, 24), metric=metric, surrogate=surrogate, **kwargs)
