@@ -154,25 +154,27 @@ def _move_cost(ctx: SearchContext, widths: dict[str, int], label: str, step: int
     return abs(ctx.params.hard_params(moved) - ctx.params.hard_params(widths))
 
 
-def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> dict[str, int]:
+def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int], persist: bool = False) -> dict[str, int]:
     """Greedy single-block moves (single channels unless the group has a block size) until the hard sparsity
     is in band (or no move helps).
 
     Too dense: remove the next block of the group whose block has the smallest mask per parameter
-    saved. Too sparse: restore the removed block with the largest mask per parameter added.
+    saved. Too sparse: restore the removed block with the largest mask per parameter added. A move that
+    overshoots the band by more than it gains ends the search, or with `persist` rules that group out.
     """
     widths = dict(widths)
     step = {g.label: g.block for g in masks.groups}
     limits = {g.label: (g.width - n_removed(ctx.problem.c_max, g.width, g.block), g.width) for g in masks.groups}
     with torch.no_grad():
         values = {g.label: masks.mask_by_rank(g) for g in masks.groups}
-    for _ in range(sum(g.width for g in masks.groups)):
+    overshooting: set[str] = set()
+    for _ in range(sum(g.width for g in masks.groups) * (len(masks.groups) + 1 if persist else 1)):
         rho = ctx.hard_sparsity(widths)
         if ctx.acceptable(rho):
             break
         shrink = rho < ctx.aim
         movable = [label for label, (lo, hi) in limits.items()
-                   if (widths[label] > lo if shrink else widths[label] < hi)]
+                   if (widths[label] > lo if shrink else widths[label] < hi) and label not in overshooting]
         if not movable:
             break
 
@@ -186,19 +188,24 @@ def fix_up(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> d
         label = min(movable, key=score)
         moved = {**widths, label: widths[label] + (-step[label] if shrink else step[label])}
         if abs(ctx.hard_sparsity(moved) - ctx.aim) >= abs(rho - ctx.aim):
-            break  # overshoots the band by more than it gains
+            if not persist:
+                break  # overshoots the band by more than it gains
+            overshooting.add(label)
+            continue
         widths = moved
+        overshooting.clear()
     return widths
 
 
 def widen_to_band(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int]) -> dict[str, int]:
     """When the search missed its window (e.g. [target, target + eps] holds no width vector of coarse blocks),
-    look in the whole band |rho - target| <= eps: greedy block moves first, then the in-band width vector
+    look in the whole band |rho - target| <= eps: greedy block moves first (passing over groups whose next
+    block overshoots), then the in-band width vector
     nearest to `widths` within two blocks per group. The widths come back unchanged if both fail."""
     floor = ctx.floor
     ctx.floor = None
     try:
-        widened = fix_up(ctx, masks, widths)
+        widened = fix_up(ctx, masks, widths, persist=True)
     finally:
         ctx.floor = floor
     if ctx.in_band(ctx.hard_sparsity(widened)):
