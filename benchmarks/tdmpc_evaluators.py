@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -27,9 +28,18 @@ def _standard_error(row: dict, episodes: int) -> float:
     return math.sqrt(2.0 / episodes) * float(row["metric_std"])
 
 
-def compare(old_csv: Path, new_csv: Path, episodes: int) -> tuple[list[dict], str]:
+def seed_spread(csv: Path) -> dict[tuple, float]:
+    """Std over seeds of the metric of each (method, latent setting, level) of a metrics.csv."""
+    by_setting: dict[tuple, list[float]] = {}
+    for row in read_csv(csv):
+        by_setting.setdefault(tuple(row[k] for k in KEY[:3]), []).append(row["metric"])
+    return {k: statistics.pstdev(v) for k, v in by_setting.items() if len(v) > 1}
+
+
+def compare(old_csv: Path, new_csv: Path, episodes: int, spread: dict[tuple, float]) -> tuple[list[dict], str]:
     """Rows present in both metrics.csv files, joined on method, latent setting, level and seed, and the
-    markdown table of old, new, new - old and (new - old) / its standard error from the episode spread."""
+    markdown table of old, new, new - old, (new - old) / its standard error from the episode spread, and the
+    spread over seeds of the same setting (from `spread`, where known)."""
     old = {tuple(r[k] for k in KEY): r for r in read_csv(old_csv)}
     joined = []
     for new in read_csv(new_csv):
@@ -38,13 +48,15 @@ def compare(old_csv: Path, new_csv: Path, episodes: int) -> tuple[list[dict], st
             diff = new["metric"] - old[key]["metric"]
             se = _standard_error(old[key], episodes)
             joined.append({"key": key, "old": old[key]["metric"], "new": new["metric"], "diff": diff,
-                           "z": diff / se if se > 0 else float("nan"), "old_std": old[key]["metric_std"]})
-    lines = ["| method | latent | rho | seed | old | new | new - old | episode std (old) | z |",
-             "|---|---|---|---|---|---|---|---|---|"]
+                           "z": diff / se if se > 0 else float("nan"), "old_std": old[key]["metric_std"],
+                           "seed_std": spread.get(key[:3], float("nan"))})
+    lines = ["| method | latent | rho | seed | old | new | new - old | episode std (old) | z | seed std |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for j in joined:
         method, latent, level, seed = j["key"]
         lines.append(f"| {method} | {'prunable' if latent else 'kept'} | {level:g} | {seed} | {j['old']:.1f} | "
-                     f"{j['new']:.1f} | {j['diff']:+.1f} | {j['old_std']:.1f} | {j['z']:+.2f} |")
+                     f"{j['new']:.1f} | {j['diff']:+.1f} | {j['old_std']:.1f} | {j['z']:+.2f} | "
+                     f"{j['seed_std']:.1f} |")
     return joined, "\n".join(lines) + "\n"
 
 
@@ -58,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, help="cells in parallel (default: the suite's)")
     ap.add_argument("--root", type=Path, default=RESULTS_ROOT, help="results root (default results)")
     ap.add_argument("--out", type=Path, default=Path("results/tdmpc_evaluators.md"), help="markdown table")
+    ap.add_argument("--spread-from", type=Path, default=Path("results/tdmpc-cartpole-swingup/metrics.csv"),
+                    help="metrics.csv whose spread over seeds each difference is set against")
     args = ap.parse_args(argv)
     split = lambda text, kind: [kind(v) for v in text.split(",")] if text else None
     suite = load_suite(args.suite, methods=split(args.methods, str), sparsities=split(args.sparsities, float),
@@ -66,16 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.tdmpc_evaluators", *(sys.argv[1:] if argv is None else argv)])
     run_suite(new, root=args.root, quiet=True, command=command)
     episodes = int(suite.model_options.get("episodes", 10))
-    joined, table = compare(args.root / suite.name / "metrics.csv", args.root / new.name / "metrics.csv", episodes)
+    spread = seed_spread(args.spread_from) if args.spread_from.is_file() else {}
+    joined, table = compare(args.root / suite.name / "metrics.csv", args.root / new.name / "metrics.csv", episodes,
+                            spread)
     within = sum(abs(j["z"]) <= 2 for j in joined)
+    within_seeds = sum(abs(j["diff"]) <= 2 * j["seed_std"] for j in joined if j["seed_std"] == j["seed_std"])
+    known = sum(j["seed_std"] == j["seed_std"] for j in joined)
     mean_diff = sum(j["diff"] for j in joined) / max(len(joined), 1)
     text = (f"# Lock-step vs committed evaluation: {suite.name}\n\n`{command}`\n\n"
             f"Old: the stored cells of results/{suite.name} (episodes one after another, torch's global noise). "
             f"New: the same cells with `evaluator = \"lockstep\"` (results/{new.name}: all {episodes} episodes "
             "of a cell in one batched plan per step, per-episode noise; grid candidates scored the same way). "
             "z is (new - old) over the standard error of a difference of two means of "
-            f"{episodes} episodes with the old cell's episode spread.\n\n"
-            f"{within} of {len(joined)} cells within |z| <= 2; mean new - old {mean_diff:+.1f}.\n\n" + table)
+            f"{episodes} episodes with the old cell's episode spread. Seed std: the spread over seeds of the same "
+            f"method, latent setting and level in {args.spread_from}.\n\n"
+            f"{within} of {len(joined)} cells within |z| <= 2; {within_seeds} of {known} with a known seed spread "
+            f"within twice it; mean new - old {mean_diff:+.1f}.\n\n" + table)
     write_atomic(args.out, text)
     print(text)
     return 0

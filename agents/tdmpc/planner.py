@@ -17,8 +17,9 @@ INITIAL_STD = 2.0
 """Std of the planner's first sampling iteration at every step (and the ceiling of later ones)."""
 PLAN_MODES = ("auto", "eager", "graphs", "compile")
 """How a plan runs: `eager` op by op; `graphs` captured once per shape as a CUDA graph and replayed (CUDA
-only); `compile` through `torch.compile` (`reduce-overhead` on CUDA); `auto` is `graphs` on CUDA with the
-global noise source and `eager` otherwise (on CPU, torch.compile did not measure faster: docs/TDMPC_EXECUTION.md)."""
+only); `compile` through `torch.compile` (`reduce-overhead` on CUDA; with the global noise source its random
+numbers come from the compiler's generator, not torch's eager stream); `auto` is `graphs` on CUDA with the
+global noise source and `eager` otherwise (docs/TDMPC_EXECUTION.md)."""
 
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
