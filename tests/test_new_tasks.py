@@ -89,6 +89,11 @@ def test_plugin_task_carries_its_plugin_and_action_repeat(tmp_path: Path) -> Non
                            str(tmp_path / "p.pt")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--plugin examples.pendulum_mlp" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "p.pt").exists()
+    command = log.splitlines()[0].split("start: ")[1].split(" | ")[0].split()  # rerun as train.log says
+    rerun = subprocess.run([sys.executable, *command[1:], "--no-progress"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resume at 120" in (tmp_path / "r2" / LOG_FILE).read_text()
 
 
 class _BreaksAfter(gym.Wrapper):
