@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -14,7 +15,10 @@ from agents.tdmpc import TDMPC, preset
 from agents.tdmpc.buffer import ReplayBuffer
 from agents.tdmpc.checkpoint import agent_env
 from agents.tdmpc.train import LOG_FILE, TrainArgs, Trainer
+import envs.registry
+import pruning.registry
 from benchmarks.cli import main as ctrlprune
+from benchmarks.usecases import base as usecase_base
 from envs import action_repeat_of, make_env, register_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +78,20 @@ def test_terminal_steps_stop_bootstrapping() -> None:
     assert torch.isfinite(torch.tensor(agent.update(buffer, 0)["total_loss"]))
 
 
+@pytest.fixture
+def registries() -> Iterator[None]:
+    """Registered tasks, use cases and methods restored after the test (other tests list them); the example
+    plugin re-imported so that `--plugin` registers its task even when an earlier test removed it."""
+    saved = [(r, dict(r)) for r in (pruning.registry._METHODS, usecase_base._REGISTRY, envs.registry._EXTRA)]
+    sys.modules.pop("examples.pendulum_mlp", None)
+    yield
+    for registry, before in saved:
+        registry.clear()
+        registry.update(before)
+    sys.modules.pop("examples.pendulum_mlp", None)
+
+
+@pytest.mark.usefixtures("registries")
 def test_plugin_task_carries_its_plugin_and_action_repeat(tmp_path: Path) -> None:
     run = tmp_path / "short"
     agent = _train("pendulum-short", 120, run, "--plugin", "examples.pendulum_mlp")
@@ -110,6 +128,7 @@ class _BreaksAfter(gym.Wrapper):
         return self.env.step(action)
 
 
+@pytest.mark.usefixtures("registries")
 def test_a_failed_run_is_logged_and_leaves_no_event_file(tmp_path: Path) -> None:
     register_task("pendulum-breaks", lambda seed: gym.wrappers.TimeLimit(
         _BreaksAfter(make_env("Pendulum-v1", seed), 30), max_episode_steps=20))
