@@ -61,7 +61,7 @@ def compare(old_csv: Path, new_csv: Path, episodes: int, spread: dict[tuple, flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the lock-step cells (resumable), then write the side-by-side table."""
+    """Run the lock-step cells (resumable; not with --compare-only), then write the side-by-side table."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.tdmpc_evaluators", description=__doc__)
     ap.add_argument("--suite", default="tdmpc-quick", help="a TD-MPC suite whose results are stored")
     ap.add_argument("--methods", help="comma-separated subset of methods")
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, help="cells in parallel (default: the suite's)")
     ap.add_argument("--root", type=Path, default=RESULTS_ROOT, help="results root (default results)")
     ap.add_argument("--out", type=Path, default=Path("results/tdmpc_evaluators.md"), help="markdown table")
+    ap.add_argument("--compare-only", action="store_true",
+                    help="compute nothing: compare the lock-step cells stored so far")
     ap.add_argument("--spread-from", type=Path, default=Path("results/tdmpc-cartpole-swingup/metrics.csv"),
                     help="metrics.csv whose spread over seeds each difference is set against")
     args = ap.parse_args(argv)
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                        seeds=split(args.seeds, int), workers=args.workers)
     new = lockstep_suite(suite)
     command = " ".join(["python -m benchmarks.tdmpc_evaluators", *(sys.argv[1:] if argv is None else argv)])
-    run_suite(new, root=args.root, quiet=True, command=command)
+    if not args.compare_only:
+        run_suite(new, root=args.root, quiet=True, command=command)
     episodes = int(suite.model_options.get("episodes", 10))
     spread = seed_spread(args.spread_from) if args.spread_from.is_file() else {}
     joined, table = compare(args.root / suite.name / "metrics.csv", args.root / new.name / "metrics.csv", episodes,

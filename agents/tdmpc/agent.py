@@ -73,7 +73,7 @@ class TDMPC:
         after a terminal one (`b.alive` = 0) count nothing.
         """
         cfg, rho = self.cfg, self._rho[: self.cfg.horizon] * b.alive[: self.cfg.horizon]
-        with compute_precision(cfg.precision):
+        with compute_precision(cfg.precision, self.device.type):
             with torch.no_grad():
                 next_z = self.target.h(b.next_obs).float()
                 td_target = self._td_target(b.next_obs, b.reward, b.done).float()
@@ -120,7 +120,7 @@ class TDMPC:
         terminal state (`alive`)."""
         for p in self._q_params:
             p.requires_grad_(False)
-        with compute_precision(self.cfg.precision):
+        with compute_precision(self.cfg.precision, self.device.type):
             a = self.model.pi_action(zs, self.cfg.min_std)
             q = torch.minimum(*self.model.Q(zs, a)).float()
         loss = -(self._rho[: zs.shape[0]] * alive * q).mean(dim=(1, 2)).sum()

@@ -169,7 +169,8 @@ def compute_precision(precision: str, device_type: str = "cpu") -> contextlib.Ab
     if precision != "bf16":
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    stack.enter_context(torch.autocast(device_type, dtype=torch.bfloat16))
+    # No cast cache off the CPU: CUDA graphs replay the casts of a captured plan instead.
+    stack.enter_context(torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=device_type == "cpu"))
     if device_type == "cpu" and not native_bf16():
         stack.enter_context(Bf16LinearInFp32())
     return stack
