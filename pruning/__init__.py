@@ -19,7 +19,7 @@ from pruning.result import PruneResult
 from pruning.sparsity import ParamModel, count_params, sparsity
 from pruning.stats import count_macs, measure_latency_ms
 from pruning import baselines, grid, gradient  # noqa: F401  (registers the methods)
-from pruning.baselines import weight_masks
+from pruning.baselines import refresh_masked_weights, weight_masks
 from pruning.gradient import GradientConfig
 from pruning.grid import DEFAULT_BUDGET, GridConfig, GridEstimate, estimate_grid
 
@@ -33,5 +33,5 @@ __all__ = [
     "SearchContext", "prepare", "max_sparsity", "solve_ratio", "finish", "check_usable", "UnusableModelError",
     "PruneResult", "register_method", "get_method", "list_methods",
     "GradientConfig", "GridConfig", "GridEstimate", "estimate_grid", "DEFAULT_BUDGET",
-    "count_macs", "measure_latency_ms", "weight_masks",
+    "count_macs", "measure_latency_ms", "weight_masks", "refresh_masked_weights",
 ]

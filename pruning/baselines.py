@@ -34,6 +34,17 @@ def weight_masks(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {key[: -len(WEIGHT_MASK)]: mask for key, mask in tensors.items() if key.endswith(WEIGHT_MASK)}
 
 
+def refresh_masked_weights(model: nn.Module) -> nn.Module:
+    """Recompute each masked layer's effective weight (mask x trained weight) outside autograd: after training,
+    the weight `torch.nn.utils.prune` last computed still belongs to a training graph (such a model cannot be
+    copied, and shows the weights of before the last step)."""
+    with torch.no_grad():
+        for layer in weight_masks(dict(model.named_buffers())):
+            module = model.get_submodule(layer)
+            module.weight = module.weight_orig * module.weight_mask
+    return model
+
+
 def _masked_layers(ctx: SearchContext) -> list[str]:
     return sorted({m.module for g in ctx.prunable for m in g.members if m.kind == "out"})
 

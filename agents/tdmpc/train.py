@@ -110,7 +110,13 @@ def _log(out: Path, line: str) -> None:
         f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC] {line}\n")
 
 
-def _collect_episode(env: gym.Env, agent: TDMPC, seed: int, plan_ms: list[float]):
+def episode_limit(env: gym.Env) -> int:
+    """Agent steps after which `env` truncates an episode (1000 when it names no limit)."""
+    limit = env.unwrapped.spec.max_episode_steps if env.unwrapped.spec else None
+    return getattr(env.unwrapped, "max_episode_steps", None) or limit or 1000
+
+
+def collect_episode(env: gym.Env, agent: TDMPC, seed: int, plan_ms: list[float]):
     """One training episode with the agent's current step, until the task terminates or truncates it;
     returns (obs, actions, rewards, terminated)."""
     obs, _ = env.reset(seed=seed)
@@ -144,8 +150,7 @@ class Trainer:
         obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
         self.total = args.steps // self.repeat
         self.agent = TDMPC(self.cfg, obs_dim, act_dim, self.device)
-        episode = self.env.unwrapped.spec.max_episode_steps if self.env.unwrapped.spec else None
-        episode = getattr(self.env.unwrapped, "max_episode_steps", None) or episode or 1000
+        episode = episode_limit(self.env)
         capacity = -(-self.total // episode) * episode + episode  # episodes may end early (terminating tasks)
         self.buffer = ReplayBuffer(obs_dim, act_dim, min(capacity, self.cfg.max_buffer_size),
                                    self.cfg.horizon, self.cfg.per_alpha, self.cfg.per_beta, self.device)
@@ -260,7 +265,7 @@ class Trainer:
             session_start, last = time.perf_counter(), p.step * self.repeat
             plan_ms: list[float] = []
             self.agent.step = p.step
-            obs, actions, rewards, terminated = _collect_episode(self.env, self.agent,
+            obs, actions, rewards, terminated = collect_episode(self.env, self.agent,
                                                                  args.seed * 1_000_003 + p.episode, plan_ms)
             self.buffer.add(obs, actions, rewards, terminated)
             p.step, p.episode = p.step + len(actions), p.episode + 1

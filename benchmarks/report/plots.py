@@ -7,6 +7,7 @@
   sparsity;
 - `search_time.png`: mean search wall time per method (log scale);
 - `latency_vs_macs.png`: CPU latency at batch 1 and 256 against MACs;
+- `finetune_vs_sparsity.png` and `recovery_curves.png` when cells were fine-tuned (`benchmarks.report.finetune`);
 - the figures of the suite's use case (`UseCase.figures`), e.g. the autoencoder's `reconstructions.png`.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _plot_curves(ax: plt.Axes, rows: list[dict[str, Any]], key: str, pooled: boo
 
 
 def plot_metric(rows: list[dict[str, Any]], out: Path) -> Path:
-    return _save(metric_figure(rows), out / "metric_vs_sparsity.png")
+    return save_figure(metric_figure(rows), out / "metric_vs_sparsity.png")
 
 
 def metric_figure(rows: list[dict[str, Any]]) -> plt.Figure:
@@ -105,7 +106,7 @@ def plot_stability(rows: list[dict[str, Any]], out: Path) -> Path:
         ax.set_ylabel(key.replace("_", " "))
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"{rows[0]['model']}: latent stability against the dense model")
-    return _save(fig, out / "latent_stability.png")
+    return save_figure(fig, out / "latent_stability.png")
 
 
 def plot_search_time(rows: list[dict[str, Any]], out: Path) -> Path:
@@ -117,7 +118,7 @@ def plot_search_time(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("search wall time per cell [s]")
     ax.tick_params(axis="x", rotation=30)
     ax.set_title(f"{rows[0]['model']}: search time per method")
-    return _save(fig, out / "search_time.png")
+    return save_figure(fig, out / "search_time.png")
 
 
 def plot_latency(rows: list[dict[str, Any]], out: Path) -> Path:
@@ -134,7 +135,7 @@ def plot_latency(rows: list[dict[str, Any]], out: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7)
     fig.suptitle(f"{rows[0]['model']}: latency against MACs")
-    return _save(fig, out / "latency_vs_macs.png")
+    return save_figure(fig, out / "latency_vs_macs.png")
 
 
 def image_grid(rows: dict[str, list], shape: tuple[int, int], title: str, path: Path) -> Path:
@@ -149,10 +150,10 @@ def image_grid(rows: dict[str, list], shape: tuple[int, int], title: str, path: 
             axes[r, c].axis("off")
         axes[r, 0].set_title(name, fontsize=7, loc="left")
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -168,5 +169,7 @@ def make_plots(result_dir: str | Path) -> list[Path]:
         raise ValueError(f"{folder.csv_path} has no rows yet")
     out = result_dir / "plots"
     out.mkdir(exist_ok=True)
+    from benchmarks.report.finetune import finetune_figures
+
     paths = [plot_metric(rows, out), plot_stability(rows, out), plot_search_time(rows, out), plot_latency(rows, out)]
-    return paths + usecase_type(rows[0]["model"]).figures(folder, out)
+    return paths + finetune_figures(rows, out) + usecase_type(rows[0]["model"]).figures(folder, out)

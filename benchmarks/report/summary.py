@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report.finetune import finetune_line, finetune_table
 from benchmarks.report.tables import cell_text, group_rows, markdown_table, search_table, series_name
 from benchmarks.sweep.store import DENSE, ResultsFolder, format_row, write_atomic
 from pruning.registry import MASK, methods_of
@@ -114,6 +115,9 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str, start
     for key, heading, digits in optional:
         if any(r.get(key, 0) == r.get(key, 0) and r.get(key, 0) != 0 for r in rows if r["method"] != DENSE):
             parts += [heading, markdown_table(rows, key, digits)]
+    tuned = finetune_table(rows)
+    if tuned:
+        parts += [f"## {metric} before → after fine-tuning (mean over seeds; {finetune_line(rows)})", tuned]
     parts += ["## Search cost", search_table(rows), compute_line(rows)]
     if starts:
         parts += ["## Winning start of the multi-start searches", starts]

@@ -10,8 +10,12 @@ from pruning.registry import display_order
 
 
 def series_name(row: dict[str, Any]) -> str:
-    """Method label, marking the runs that kept the latent width."""
-    return row["method"] + ("" if row["latent_prunable"] or row["method"] == DENSE else " (latent kept)")
+    """Method label, marking the runs that kept the latent width and the fine-tuned ones (with their steps)."""
+    if row["method"] == DENSE:
+        return DENSE
+    steps = row.get("finetune_steps", 0)
+    return (row["method"] + ("" if row["latent_prunable"] else " (latent kept)")
+            + (f" ft{steps}" if steps == steps and steps else ""))
 
 
 def method_order() -> tuple[str, ...]:

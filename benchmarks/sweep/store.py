@@ -32,6 +32,11 @@ COLUMNS = [
 `cell_seconds` is the wall time of the whole cell (search, evaluation, measurements), empty for cells stored
 before it was recorded."""
 
+FINETUNE_COLUMNS = ["finetune_steps", "metric_before", "finetune_curve", "finetune_seconds"]
+"""Columns metrics.csv adds after `COLUMNS` when a suite fine-tunes (some row has `finetune_steps` > 0): the
+steps, the metric before fine-tuning (`metric` is the one after), the recovery curve as "step:metric;..." and
+the wall time of the fine-tuning alone (its evaluations included)."""
+
 LOCK_FILE = ".lock"
 """Lock file of a store (`<root>/.lock`), held by the run writing to it."""
 
@@ -53,19 +58,25 @@ class Cell:
     latent_prunable: bool
     target_sparsity: float
     seed: int
+    finetune_steps: int = 0
+    """Fine-tuning steps after pruning (0: the pruned model is scored as it is)."""
 
     @property
     def key(self) -> str:
         latent = "latent" if self.latent_prunable else "keeplatent"
-        return f"{self.model}__{self.method}__{latent}__{level_key(self.target_sparsity)}__seed{self.seed}"
+        finetune = f"__ft{self.finetune_steps}" if self.finetune_steps else ""
+        return f"{self.model}__{self.method}__{latent}__{level_key(self.target_sparsity)}__seed{self.seed}{finetune}"
 
     def matches(self, row: dict[str, Any]) -> bool:
-        """Whether a stored row is this cell's (same model, method, latent setting, exact level and seed)."""
+        """Whether a stored row is this cell's (same model, method, latent setting, exact level, seed and
+        fine-tuning steps; rows without the last field were not fine-tuned)."""
         return (row.get("model"), row.get("method"), row.get("latent_prunable"), row.get("target_sparsity"),
-                row.get("seed")) == (self.model, self.method, self.latent_prunable, self.target_sparsity, self.seed)
+                row.get("seed"), row.get("finetune_steps", 0)) == (
+                    self.model, self.method, self.latent_prunable, self.target_sparsity, self.seed, self.finetune_steps)
 
     def __str__(self) -> str:
-        return f"{self.method} rho={self.target_sparsity:g} seed={self.seed}" + ("" if self.latent_prunable else " (latent kept)")
+        return (f"{self.method} rho={self.target_sparsity:g} seed={self.seed}" + ("" if self.latent_prunable else " (latent kept)")
+                + (f" finetuned {self.finetune_steps}" if self.finetune_steps else ""))
 
 
 def level_key(level: float) -> str:
@@ -125,7 +136,8 @@ def read_cell(path: Path) -> dict[str, Any] | None:
 
 def row_cell(row: dict[str, Any]) -> Cell:
     """The cell a stored row belongs to."""
-    return Cell(row["model"], row["method"], row["latent_prunable"], row["target_sparsity"], row["seed"])
+    return Cell(row["model"], row["method"], row["latent_prunable"], row["target_sparsity"], row["seed"],
+                row.get("finetune_steps", 0))
 
 
 class ResultsFolder:
@@ -211,7 +223,8 @@ class ResultStore(ResultsFolder):
         asked = {self.path(c).name for c in cells}
         rows = [blob["row"] for path, blob in self.cell_files()
                 if path.name not in asked and blob is not None and self._current(path, blob)]
-        return sorted(rows, key=lambda r: (r["method"], not r["latent_prunable"], r["target_sparsity"], r["seed"]))
+        return sorted(rows, key=lambda r: (r["method"], not r["latent_prunable"], r["target_sparsity"], r["seed"],
+                                           r.get("finetune_steps", 0)))
 
     def _current(self, path: Path, blob: dict[str, Any]) -> bool:
         """Made under this suite's shared settings and fingerprint, and filed under its own cell's name."""
@@ -230,10 +243,12 @@ class ResultStore(ResultsFolder):
     def write_csv(self, cells: Iterable[Cell]) -> Path:
         """Rebuild metrics.csv atomically: the finished `cells`, then the other stored cells of the suite."""
         cells = list(cells)
+        rows = self.finished_rows(cells) + self.other_rows(cells)
+        columns = csv_columns(rows)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(format_row(r) for r in self.finished_rows(cells) + self.other_rows(cells))
+        writer.writerows(format_row(r, columns) for r in rows)
         write_atomic(self.csv_path, buf.getvalue())
         return self.csv_path
 
@@ -263,11 +278,16 @@ class ResultStore(ResultsFolder):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def format_row(row: dict[str, Any]) -> dict[str, Any]:
+def csv_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """`COLUMNS`, plus `FINETUNE_COLUMNS` when a row was fine-tuned (so suites without it keep their files)."""
+    return COLUMNS + (FINETUNE_COLUMNS if any(r.get("finetune_steps", 0) for r in rows) else [])
+
+
+def format_row(row: dict[str, Any], columns: list[str] = COLUMNS) -> dict[str, Any]:
     """Round floats for the CSV so reruns give byte-identical files."""
     out = {}
-    for key in COLUMNS:
-        value = row.get(key, "")
+    for key in columns:
+        value = row.get(key, 0 if key == "finetune_steps" else "")
         if isinstance(value, float) and key not in ("target_sparsity",):
             value = f"{value:.6g}"
         out[key] = value
@@ -296,9 +316,9 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
 
 _REQUIRED_COLUMNS = ("model", "method", "latent_prunable", "target_sparsity", "seed", "metric_name", "metric")
 _REBUILD = "rerun the suite's `ctrlprune bench` command to rebuild it from the cell files"
-_INT_COLUMNS = {"seed", "params", "macs", "evaluations"}
+_INT_COLUMNS = {"seed", "params", "macs", "evaluations", "finetune_steps"}
 _BOOL_COLUMNS = {"in_band", "latent_prunable"}
-_STR_COLUMNS = {"model", "method", "metric_name", "widths"}
+_STR_COLUMNS = {"model", "method", "metric_name", "widths", "finetune_curve"}
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:

@@ -72,13 +72,20 @@ class Suite:
     device: str = "cpu"
     """where cells evaluate: auto (CUDA where available), cpu or cuda; recorded with each cell, not part of
     its fingerprint"""
+    finetune_steps: tuple[int, ...] = (0,)
+    """fine-tuning steps after pruning, each a cell of its own (0: scored as pruned); the use case says what a
+    step is (TD-MPC: env steps, the autoencoder: optimiser steps); docs/FINETUNING.md"""
+    finetune_eval_at: tuple[int, ...] = ()
+    """steps along the fine-tuning at which the metric is also taken (the recovery curve); those at or past a
+    cell's `finetune_steps` are skipped (its final score closes the curve)"""
 
     def __repr__(self) -> str:
         return (f"Suite({self.name!r}: {self.model}, {len(self.methods)} methods x {len(self.sparsities)} levels x "
                 f"{len(self.seeds)} seeds x latent {list(self.latent_prunable)}, eps={self.eps})")
 
 
-_TUPLE_TYPES = {"methods": str, "sparsities": float, "seeds": int, "latent_prunable": bool, "plugins": str}
+_TUPLE_TYPES = {"methods": str, "sparsities": float, "seeds": int, "latent_prunable": bool, "plugins": str,
+                "finetune_steps": int, "finetune_eval_at": int}
 _SCALAR_TYPES = {"name": str, "model": str, "eps": float, "checkpoint": str, "workers": int, "description": str,
                  "device": str}
 
@@ -164,9 +171,24 @@ def _check_semantics(suite: Suite, known_models: list[str], known_methods: list[
     if not 1 <= suite.workers <= 64:
         raise SuiteError(f"workers {suite.workers} must lie in [1, 64]")
     _check_module_names(suite.plugins)
+    _check_finetune(suite)
     _check_options(suite)
     if suite.device not in DEVICES:
         raise SuiteError(f"device {suite.device!r} must be one of {list(DEVICES)}")
+
+
+def _check_finetune(suite: Suite) -> None:
+    """Steps are >= 0, curve points > 0, and a suite that fine-tunes names a use case that can (registered
+    ones only)."""
+    from benchmarks.usecases import is_known_usecase
+    from benchmarks.usecases.base import UseCase, usecase_type
+
+    bad = [k for k in suite.finetune_steps if k < 0] + [k for k in suite.finetune_eval_at if k < 1]
+    if bad:
+        raise SuiteError(f"finetune_steps must be >= 0 and finetune_eval_at >= 1, got {bad}")
+    if any(suite.finetune_steps) and is_known_usecase(suite.model) and \
+            usecase_type(suite.model).finetune is UseCase.finetune:
+        raise SuiteError(f"model {suite.model!r} cannot fine-tune: finetune_steps must be [0]")
 
 
 def validate_seed(value: int, field_name: str = "seed") -> int:

@@ -12,12 +12,12 @@ from torch import nn
 
 from agents.device import resolve_device
 from agents.tdmpc.model import native_bf16
-from benchmarks.sweep.cells import cell_seed
+from benchmarks.sweep.cells import cell_seed, finetune_points
 from benchmarks.sweep.stability import kept_indices, linear_cka, mean_cosine
 from benchmarks.sweep.store import DENSE, Cell
 from benchmarks.sweep.suite import Suite, import_plugins
 from benchmarks.usecases import UseCase, get_usecase
-from pruning import count_params, get_method
+from pruning import PruneResult, count_params, get_method
 
 def _stability(dense_latents: torch.Tensor, pruned: torch.Tensor, kept: torch.Tensor | None) -> dict[str, float]:
     return {"latent_cosine": mean_cosine(dense_latents, pruned, kept), "latent_cka": linear_cka(dense_latents, pruned)}
@@ -53,7 +53,12 @@ class Worker:
             options = self.usecase.method_options(cell.method, self.suite.method_options.get(cell.method))
             result = get_method(cell.method)(problem, cell.target_sparsity, eps=self.suite.eps, seed=cell.seed, **options)
             model = result.model.eval()
+        finetuned: dict[str, Any] = {}
+        if cell.finetune_steps:
+            model, finetuned = self._finetune(cell, model, result)
         metric, spread = self.usecase.evaluate(model, cell.seed)
+        if cell.finetune_steps:
+            finetuned["finetune_curve"] += f";{cell.finetune_steps}:{metric:.6g}"
         dense_latents, latents = self.usecase.latents(self.dense, cell.seed), self.usecase.latents(model, cell.seed)
         kept = None
         if result is not None and latents.shape[1] != dense_latents.shape[1]:
@@ -73,10 +78,22 @@ class Worker:
             **self.usecase.extra_metrics(self.dense, model, cell.seed, kept),
             **self.usecase.latency(model),
             "device": str(self.usecase.device),
+            **finetuned,
         }
         extras = self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite, self.usecase) else {}
         row["cell_seconds"] = time.perf_counter() - started
         return row, {**extras, "search": _plain(result.info) if result else {}, "machine": machine_info()}
+
+    def _finetune(self, cell: Cell, model: nn.Module, result: PruneResult | None) -> tuple[nn.Module, dict[str, Any]]:
+        """Fine-tune a cell's model; returns it and the row fields of the fine-tuning (`finetune_curve` still
+        lacks its last point, the final evaluation)."""
+        started = time.perf_counter()
+        before, _ = self.usecase.evaluate(model, cell.seed)
+        points = finetune_points(self.suite, cell.finetune_steps)
+        run = self.usecase.finetune(model, result, cell.finetune_steps, points, cell.seed)
+        curve = ";".join(f"{step}:{value:.6g}" for step, value in [(0, before), *run.curve])
+        return run.model.eval(), {"finetune_steps": cell.finetune_steps, "metric_before": before,
+                                  "finetune_curve": curve, "finetune_seconds": time.perf_counter() - started}
 
 
 def _plain(info: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Use case `ae`: the MNIST autoencoder, scored by PSNR on the full test set."""
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,8 +10,8 @@ import torch
 from torch import nn
 
 from agents.autoencoder import COMPONENTS, DEFAULT_CHECKPOINT, latents, load_autoencoder, mnist_tensor, output_layers, psnr
-from benchmarks.usecases.base import UseCase, register_usecase, require_positive
-from pruning import PruningProblem
+from benchmarks.usecases.base import FineTuned, UseCase, register_usecase, require_positive
+from pruning import PruneResult, PruningProblem, refresh_masked_weights
 
 if TYPE_CHECKING:
     from benchmarks.sweep.store import ResultsFolder
@@ -32,7 +33,9 @@ class AutoencoderUseCase(UseCase):
     """MNIST autoencoder: grid search scores PSNR on validation images, gradient descent the train-split MSE.
 
     Options: `valid_images` (validation images per grid candidate, default 2000), `calib_images`
-    (train images for the gradient surrogate, default 2048, plus one held-out batch), `calib_batch` (default 256).
+    (train images for the gradient surrogate, default 2048, plus one held-out batch), `calib_batch` (default 256),
+    `finetune_lr` (Adam learning rate of fine-tuning, constant, default 3e-4) and `finetune_batch` (train
+    images per fine-tuning step, default 256).
     """
 
     name = "ae"
@@ -41,10 +44,14 @@ class AutoencoderUseCase(UseCase):
     extras_level = 0.2
 
     def __init__(self, checkpoint: str = "", valid_images: int = 2000, calib_images: int = 2048,
-                 calib_batch: int = 256) -> None:
-        require_positive("model 'ae'", valid_images=valid_images, calib_images=calib_images, calib_batch=calib_batch)
+                 calib_batch: int = 256, finetune_lr: float = 3e-4, finetune_batch: int = 256) -> None:
+        require_positive("model 'ae'", valid_images=valid_images, calib_images=calib_images, calib_batch=calib_batch,
+                         finetune_batch=finetune_batch)
+        if not finetune_lr > 0:
+            raise ValueError(f"model 'ae' option 'finetune_lr' must be > 0, got {finetune_lr}")
         super().__init__(checkpoint or str(DEFAULT_CHECKPOINT))
         self.valid_images, self.calib_images, self.calib_batch = valid_images, calib_images, calib_batch
+        self.finetune_lr, self.finetune_batch = finetune_lr, finetune_batch
         self.test = mnist_tensor("test")
 
     def load(self) -> nn.Module:
@@ -72,6 +79,30 @@ class AutoencoderUseCase(UseCase):
 
     def latents(self, model: nn.Module, seed: int) -> torch.Tensor:
         return latents(model, self.test)
+
+    def finetune(self, model: nn.Module, result: PruneResult | None, steps: int, eval_at: list[int],
+                 seed: int) -> FineTuned:
+        """`steps` Adam steps (fresh optimiser, constant `finetune_lr`) of reconstruction MSE on batches of the
+        train split, drawn without replacement per pass in an order fixed by `seed`; test PSNR after each of
+        `eval_at`. Masked weights get zero gradients and stay zero."""
+        model = copy.deepcopy(model) if result is None else model
+        images, gen = mnist_tensor("train"), torch.Generator().manual_seed(seed)
+        optimiser = torch.optim.Adam(model.parameters(), lr=self.finetune_lr)
+        batches: list[torch.Tensor] = []
+        curve, points = [], list(eval_at)
+        model.train()
+        for step in range(1, steps + 1):
+            if not batches:
+                batches = list(torch.randperm(len(images), generator=gen).split(self.finetune_batch))
+            x = images[batches.pop(0)]
+            loss = nn.functional.mse_loss(model(x), x)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if points and step == points[0]:
+                curve.append((points.pop(0), self.evaluate(refresh_masked_weights(model).eval(), seed)[0]))
+                model.train()
+        return FineTuned(refresh_masked_weights(model).eval(), curve)
 
     def latency_inputs(self) -> dict[str, Any]:
         return {"b1": self.test[:1], "b256": self.test[:256]}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from pruning import PruningProblem, count_macs, measure_latency_ms
+from pruning import PruneResult, PruningProblem, count_macs, measure_latency_ms
 from pruning.registry import check_option_types
 
 if TYPE_CHECKING:
@@ -37,6 +37,15 @@ class PruningTargets:
     time_ratio: float = 0.2
 
 
+@dataclass
+class FineTuned:
+    """A model after fine-tuning, with the metric taken at the requested points along the way."""
+
+    model: nn.Module
+    curve: list[tuple[int, float]]
+    """(steps done, metric mean) at each requested point, ascending"""
+
+
 class UseCase(ABC):
     """A trained model and the task that scores it: loads the model, poses the pruning problem, evaluates."""
 
@@ -54,6 +63,9 @@ class UseCase(ABC):
     """Target sparsity whose first-seed cells keep `extras` (beside the dense cell's), for `figures`."""
     targets: PruningTargets | None = None
     """The targets `ctrlprune targets` judges this use case's suites against; None: none declared."""
+    finetune_version: str = "1"
+    """Version of this use case's fine-tuning code, in the fingerprint of fine-tuned cells only: bump it when
+    that code changes."""
 
     def __init__(self, checkpoint: str = "", **options: Any) -> None:
         self.checkpoint = checkpoint
@@ -113,6 +125,14 @@ class UseCase(ABC):
     def method_options(self, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Options a method runs with on this task: the task's defaults, then `overrides` (a suite's)."""
         return {**self.method_defaults.get(method, {}), **(overrides or {})}
+
+    def finetune(self, model: nn.Module, result: PruneResult | None, steps: int, eval_at: list[int],
+                 seed: int) -> FineTuned:
+        """Train `model` (the pruning `result`'s, or a copy of the dense model when `result` is None) for
+        `steps` steps on the task's training data, taking the metric after each of `eval_at` (all below
+        `steps`). Masked layers keep their masks; physically pruned layers train at their widths. Use cases
+        that cannot fine-tune leave this undefined (a suite asking them to is refused when it loads)."""
+        raise NotImplementedError(f"{self.name} cannot fine-tune")
 
     def extra_metrics(self, dense: nn.Module, model: nn.Module, seed: int, kept: torch.Tensor | None) -> dict[str, float]:
         """Further columns (e.g. rollout_error); `kept` = surviving latent indices when the latent shrank."""

@@ -32,17 +32,26 @@ import torch_pruning as tp
 from torch import nn
 
 from agents.tdmpc import TDMPC, TOLD, load_agent, output_layers, trace_forward
+from agents.tdmpc.buffer import ReplayBuffer
 from agents.tdmpc.checkpoint import make_agent_env
+from agents.tdmpc.train import collect_episode, episode_limit
 from agents.tdmpc.planner import INITIAL_STD, planning_horizon
 from agents.tdmpc.evaluate import LockstepEvaluator, check_evaluator, evaluate
-from benchmarks.usecases.base import PruningTargets, UseCase, register_usecase, require_positive
+from benchmarks.usecases.base import FineTuned, PruningTargets, UseCase, register_usecase, require_positive
 from envs import is_known_task
-from pruning import PruneResult, PruningProblem, count_macs, fold_replacement, weight_masks
+from envs.registry import action_repeat_of
+from pruning import (PruneResult, PruningProblem, count_macs, fold_replacement, refresh_masked_weights,
+                     weight_masks)
 
 EVAL_SEED = 10_000
 """Evaluation episodes of cell seed s reset the env with EVAL_SEED + 100 s + i (never used in training)."""
 CALIB_SEED = 20_000
 """Episodes whose visited states feed the surrogate and the grid's validation returns."""
+FINETUNE_SEED = 30_000
+"""Fine-tuning episode i of cell seed s resets the env with FINETUNE_SEED + 1000 s + i; the dense episodes that
+seed the replay buffer with FINETUNE_SEED - 1 - i."""
+REPLAY_CHOICES = ("dense", "empty")
+"""What the replay buffer of a fine-tuning run starts with (option `finetune_replay`)."""
 REGRET_STATES = 200
 """About this many visited states (evenly spaced) score the planner regret of `ctrlprune ablate`."""
 
@@ -100,7 +109,10 @@ class TDMPCUseCase(UseCase):
     trajectories), `evaluator` (how evaluation, calibration and grid episodes run: `legacy`, default, one
     after another with torch's global noise, as the committed cells; `lockstep`, all episodes in one batched
     plan per step with per-episode noise; `sequential`, the same episodes and noise one after another;
-    docs/TDMPC_EXECUTION.md).
+    docs/TDMPC_EXECUTION.md), `finetune_replay` (what fine-tuning's replay buffer starts with: `dense`,
+    default, `finetune_replay_episodes` episodes of the dense agent's own (planned with exploration noise, as
+    it collected its training data); `empty`, only the pruned agent's own episodes; docs/FINETUNING.md) and
+    `finetune_replay_episodes` (default 10).
     """
 
     metric_name = "return"
@@ -132,9 +144,16 @@ class TDMPCUseCase(UseCase):
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
                  calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 0.1,
                  twin_weight: float = 1.0, reward_weight: float = 0.0, noise: float = INITIAL_STD,
-                 choice_weight: float = 10.0, proposal_weight: float = 0.0, evaluator: str = "legacy") -> None:
+                 choice_weight: float = 10.0, proposal_weight: float = 0.0, evaluator: str = "legacy",
+                 finetune_replay: str = "dense", finetune_replay_episodes: int = 10) -> None:
         require_positive(f"model 'tdmpc-{task}'", episodes=episodes, grid_episodes=grid_episodes,
-                         calib_episodes=calib_episodes, states=states, candidates=candidates)
+                         calib_episodes=calib_episodes, states=states, candidates=candidates,
+                         finetune_replay_episodes=finetune_replay_episodes)
+        if finetune_replay not in REPLAY_CHOICES:
+            raise ValueError(f"model 'tdmpc-{task}' option 'finetune_replay' must be one of {list(REPLAY_CHOICES)}, "
+                             f"got {finetune_replay!r}")
+        self.finetune_replay, self.finetune_replay_episodes = finetune_replay, finetune_replay_episodes
+        self._dense_episodes: list[tuple] | None = None
         super().__init__(checkpoint or str(default_checkpoint(task)))
         self.task, self.name = task, f"tdmpc-{task}"
         self.episodes, self.grid_episodes, self.calib_episodes = episodes, grid_episodes, calib_episodes
@@ -206,6 +225,54 @@ class TDMPCUseCase(UseCase):
             target = masked_like(dense_target, result.model)
         agent.reset_training_state(target)
         return agent
+
+    # -- fine-tuning -----------------------------------------------------------------------------------
+    def finetune(self, model: nn.Module, result: PruneResult | None, steps: int, eval_at: list[int],
+                 seed: int) -> FineTuned:
+        """TD-MPC training of the pruned agent (`pruned_agent`: pruned target, fresh optimisers; the dense agent
+        copied when `result` is None) for `steps` env steps: one update per agent step collected, the same
+        losses, and the agent's step held at the dense agent's, so the planner's horizon and noise schedules
+        keep the values they ended training with. Episodes are collected on a training env of their own; the
+        replay starts as `finetune_replay` says. The return is taken after each of `eval_at` env steps."""
+        agent = self.pruned_agent(result) if result is not None else self._dense_copy(model)
+        env = make_agent_env(Path(self.checkpoint), self.task)
+        repeat, cfg = action_repeat_of(env), agent.cfg
+        seeded = self.dense_episodes() if self.finetune_replay == "dense" else []
+        updates = -(-steps // repeat)
+        capacity = sum(len(episode[1]) for episode in seeded) + updates + 2 * episode_limit(env)
+        buffer = ReplayBuffer(env.observation_space.shape[0], agent.act_dim, min(capacity, cfg.max_buffer_size),
+                              cfg.horizon, cfg.per_alpha, cfg.per_beta)
+        for episode in seeded:
+            buffer.add(*episode)
+        points = {-(-point // repeat): point for point in eval_at}
+        collected = episode = 0
+        curve = []
+        for update in range(updates):
+            while collected <= update:
+                obs, actions, rewards, terminated = collect_episode(env, agent, FINETUNE_SEED + 1000 * seed + episode, [])
+                buffer.add(obs, actions, rewards, terminated)
+                collected, episode = collected + len(actions), episode + 1
+            agent.update(buffer, update)
+            if update + 1 in points:
+                curve.append((points[update + 1], self.evaluate(refresh_masked_weights(agent.model), seed)[0]))
+        return FineTuned(refresh_masked_weights(agent.model), curve)
+
+    def _dense_copy(self, model: TOLD) -> TDMPC:
+        """A trainable copy of the dense agent (its own target, fresh optimisers)."""
+        agent = self.wrap(copy.deepcopy(model), torch.device("cpu"))
+        agent.reset_training_state(copy.deepcopy(self.agent().target))
+        return agent
+
+    def dense_episodes(self) -> list[tuple]:
+        """`finetune_replay_episodes` training episodes of the dense agent (obs, actions, rewards, terminated),
+        planned with exploration noise at its final step (cached; the same in every cell)."""
+        if self._dense_episodes is None:
+            agent, env = self.wrap(self.load(), torch.device("cpu")), make_agent_env(Path(self.checkpoint), self.task)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(FINETUNE_SEED)
+                self._dense_episodes = [collect_episode(env, agent, FINETUNE_SEED - 1 - i, [])
+                                        for i in range(self.finetune_replay_episodes)]
+        return self._dense_episodes
 
     # -- data ------------------------------------------------------------------------------------------
     def visits(self) -> Visits:
