@@ -9,6 +9,8 @@ import torch
 
 from agents.tdmpc import TDMPC, preset
 from agents.tdmpc.checkpoint import save_agent
+from benchmarks.report.finetune import finetune_table
+from benchmarks.report.plots import make_plots
 from benchmarks.sweep.cells import cell_fingerprinter, suite_cells
 from benchmarks.sweep.runner import run_suite
 from benchmarks.sweep.store import Cell, ResultsFolder
@@ -154,3 +156,7 @@ def test_an_interrupted_fine_tuning_suite_resumes_the_missing_cells_only(tmp_pat
                                                                              rel=1e-5)
     blob = json.loads(next((tmp_path / "ae-ft" / "cells").glob("*ft4.json")).read_text())
     assert blob["row"]["finetune_steps"] == 4
+    table = finetune_table(rows).splitlines()
+    assert len(table) == 2 + 3 and table[4].startswith("| tp-magnitude ft4 | ")  # dense, then each method
+    names = {p.name for p in make_plots(tmp_path / "ae-ft")}
+    assert {"finetune_vs_sparsity.png", "recovery_curves.png"} <= names
