@@ -130,7 +130,7 @@ def test_ctrl_c_ends_a_pooled_run_within_seconds(tmp_path: Path) -> None:
     started = time.time()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err and time.time() - started < 5, err
+    assert proc.returncode == 130 and "interrupted" in err and time.time() - started < 10, err
     assert not [p for p in cells.iterdir() if p.name.startswith(".")]
 
 
