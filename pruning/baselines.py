@@ -203,7 +203,8 @@ def _tp_prune(ctx: SearchContext, ratio: float, importance: str, seed: int) -> t
                       for g in passing for m in g.members if m.kind == "out"}
             pruner = tp.pruner.BasePruner(model, ctx.problem.example_inputs,
                                           importance=scorer if block == 1 else BlockImportance(scorer, blocks),
-                                          pruning_ratio=ratio, ignored_layers=ignored, round_to=block if block > 1 else None,
+                                          pruning_ratio=ratio, ignored_layers=ignored,
+                                          round_to=block if block > 1 else None,
                                           root_module_types=ROOT_TYPES, forward_fn=ctx.problem.forward_fn)
             pruner.DG.check_pruning_group = functools.partial(leaves_channels, pruner.DG)  # Unflatten-aware
             pruner.step()
