@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -60,8 +61,43 @@ def compare(old_csv: Path, new_csv: Path, episodes: int, spread: dict[tuple, flo
     return joined, "\n".join(lines) + "\n"
 
 
+TITLE = "# Lock-step vs committed evaluation"
+
+
+def replace_section(document: str, heading: str, section: str) -> str:
+    """`document` (a TITLE line, then `## ` sections) with the section under `heading` replaced by `section`,
+    or `section` appended; other sections are kept in their order. A document without TITLE starts anew."""
+    sections: dict[str, str] = {}
+    if document.startswith(TITLE + "\n"):
+        for chunk in re.split(r"^(?=## )", document, flags=re.M)[1:]:
+            sections[chunk.splitlines()[0]] = chunk.rstrip("\n") + "\n"
+    sections[f"## {heading}"] = section.rstrip("\n") + "\n"
+    return TITLE + "\n\n" + "\n".join(sections.values())
+
+
+def summary(joined: list[dict]) -> str:
+    """Counts within two standard errors and within twice the seed spread, the mean difference, and the
+    cells farthest out on each scale."""
+    within = sum(abs(j["z"]) <= 2 for j in joined)
+    known = [j for j in joined if j["seed_std"] == j["seed_std"]]
+    within_seeds = sum(abs(j["diff"]) <= 2 * j["seed_std"] for j in known)
+    mean_diff = sum(j["diff"] for j in joined) / max(len(joined), 1)
+    text = (f"{within} of {len(joined)} cells within |z| <= 2; {within_seeds} of {len(known)} with a known seed "
+            f"spread within twice it; mean new - old {mean_diff:+.1f}.")
+    describe = lambda j: (f"{j['key'][0]}, latent {'prunable' if j['key'][1] else 'kept'}, rho {j['key'][2]:g}, "
+                          f"seed {j['key'][3]}: {j['old']:.1f} -> {j['new']:.1f}")
+    if joined:
+        worst = max(joined, key=lambda j: abs(j["z"]) if j["z"] == j["z"] else 0.0)
+        text += f" Largest |z|: {describe(worst)} (z {worst['z']:+.2f})."
+    if known:
+        worst = max(known, key=lambda j: abs(j["diff"]) / j["seed_std"] if j["seed_std"] > 0 else math.inf)
+        text += f" Largest difference against the seed spread: {describe(worst)} (seed std {worst['seed_std']:.1f})."
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the lock-step cells (resumable; not with --compare-only), then write the side-by-side table."""
+    """Run the lock-step cells (resumable; not with --compare-only), then write the side-by-side table as the
+    suite's section of --out (other suites' sections are kept)."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.tdmpc_evaluators", description=__doc__)
     ap.add_argument("--suite", default="tdmpc-quick", help="a TD-MPC suite whose results are stored")
     ap.add_argument("--methods", help="comma-separated subset of methods")
@@ -69,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", help="comma-separated subset of seeds")
     ap.add_argument("--workers", type=int, help="cells in parallel (default: the suite's)")
     ap.add_argument("--root", type=Path, default=RESULTS_ROOT, help="results root (default results)")
-    ap.add_argument("--out", type=Path, default=Path("results/tdmpc_evaluators.md"), help="markdown table")
+    ap.add_argument("--out", type=Path, default=Path("results/tdmpc_evaluators.md"),
+                    help="markdown file; the suite's section is replaced, the others kept")
     ap.add_argument("--compare-only", action="store_true",
                     help="compute nothing: compare the lock-step cells stored so far")
     ap.add_argument("--spread-from", type=Path, default=Path("results/tdmpc-cartpole-swingup/metrics.csv"),
@@ -79,28 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     suite = load_suite(args.suite, methods=split(args.methods, str), sparsities=split(args.sparsities, float),
                        seeds=split(args.seeds, int), workers=args.workers)
     new = lockstep_suite(suite)
-    command = " ".join(["python -m benchmarks.tdmpc_evaluators", *(sys.argv[1:] if argv is None else argv)])
+    flags = [f for f in (sys.argv[1:] if argv is None else argv) if f != "--compare-only"]
+    command = " ".join(["python -m benchmarks.tdmpc_evaluators", *flags])
     if not args.compare_only:
         run_suite(new, root=args.root, quiet=True, command=command)
     episodes = int(suite.model_options.get("episodes", 10))
     spread = seed_spread(args.spread_from) if args.spread_from.is_file() else {}
     joined, table = compare(args.root / suite.name / "metrics.csv", args.root / new.name / "metrics.csv", episodes,
                             spread)
-    within = sum(abs(j["z"]) <= 2 for j in joined)
-    within_seeds = sum(abs(j["diff"]) <= 2 * j["seed_std"] for j in joined if j["seed_std"] == j["seed_std"])
-    known = sum(j["seed_std"] == j["seed_std"] for j in joined)
-    mean_diff = sum(j["diff"] for j in joined) / max(len(joined), 1)
-    text = (f"# Lock-step vs committed evaluation: {suite.name}\n\n`{command}`\n\n"
-            f"Old: the stored cells of results/{suite.name} (episodes one after another, torch's global noise). "
-            f"New: the same cells with `evaluator = \"lockstep\"` (results/{new.name}: all {episodes} episodes "
-            "of a cell in one batched plan per step, per-episode noise; grid candidates scored the same way). "
-            "z is (new - old) over the standard error of a difference of two means of "
-            f"{episodes} episodes with the old cell's episode spread. Seed std: the spread over seeds of the same "
-            f"method, latent setting and level in {args.spread_from}.\n\n"
-            f"{within} of {len(joined)} cells within |z| <= 2; {within_seeds} of {known} with a known seed spread "
-            f"within twice it; mean new - old {mean_diff:+.1f}.\n\n" + table)
-    write_atomic(args.out, text)
-    print(text)
+    section = (f"## {suite.name}\n\n`{command}`\n\n"
+               f"Old: the stored cells of results/{suite.name} (episodes one after another, torch's global noise). "
+               f"New: the same cells with `evaluator = \"lockstep\"` (results/{new.name}: all {episodes} episodes "
+               "of a cell in one batched plan per step, per-episode noise; grid candidates scored the same way). "
+               "z is (new - old) over the standard error of a difference of two means of "
+               f"{episodes} episodes with the old cell's episode spread. Seed std: the spread over seeds of the same "
+               f"method, latent setting and level in {args.spread_from}.\n\n{summary(joined)}\n\n" + table)
+    document = args.out.read_text() if args.out.is_file() else ""
+    write_atomic(args.out, replace_section(document, suite.name, section))
+    print(section)
     return 0
 
 
