@@ -1,7 +1,8 @@
 """TD-MPC speed on this machine, in one run: plan ms, update ms and env steps/s for the cpu preset and upstream
 sizes next to the measured fp32 matmul roofline; plan ms per action of the one-observation path against the
-batched planner at E observations, per thread count (and on CUDA where a GPU is available); and one cell's
-evaluation episodes, one after another against lock-step. `python -m benchmarks.tdmpc_speed --help`."""
+batched planner at E observations, per thread count (and on CUDA where a GPU is available); one cell's
+evaluation episodes, one after another against lock-step; and whole benchmark cells (search, evaluation and
+the rest of the row) with the legacy evaluator against lock-step. `python -m benchmarks.tdmpc_speed --help`."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from agents.tdmpc import TDMPC, ReplayBuffer, TDMPCConfig, load_agent, preset
 from agents.tdmpc.evaluate import LockstepEvaluator, evaluate
 from agents.tdmpc.planner import EpisodeNoise
-from benchmarks.sweep.worker import machine_info
+from benchmarks.sweep.store import Cell
+from benchmarks.sweep.suite import load_suite
+from benchmarks.sweep.worker import Worker, machine_info
 from envs import make_env
 from envs.dmc import PHYSICS_STEPS_PER_EPISODE
 
@@ -86,6 +89,47 @@ class EvalRow:
     env_seconds: float
     """Environment stepping and resets (lockstep only)."""
     mean_return: float
+
+
+@dataclass
+class CellRow:
+    """Wall time of one whole benchmark cell (latent prunable), computed by a fresh worker of its suite."""
+
+    suite: str
+    method: str
+    level: float
+    seed: int
+    evaluator: str
+    """legacy (the committed cells) or lockstep: evaluation, calibration rollouts and grid scores."""
+    threads: int
+    """torch intra-op threads."""
+    seconds: float
+    """The whole cell, as its row's cell_seconds (calibration rollouts of the fresh worker included)."""
+    search_seconds: float
+    """The pruning search alone (grid: its candidates' evaluation episodes included)."""
+    metric: float
+
+
+def measure_cell(suite_name: str, method: str, level: float, evaluator: str, seed: int = 0) -> CellRow:
+    """Compute one cell of a TD-MPC suite (latent prunable) with `evaluator`, in a fresh worker, as `bench`
+    would; nothing is stored."""
+    suite = load_suite(suite_name, methods=[method])
+    suite = replace(suite, model_options={**suite.model_options, "evaluator": evaluator})
+    row, _ = Worker.create(suite).run(Cell(suite.model, method, True, level, seed))
+    result = CellRow(suite_name, method, level, seed, evaluator, torch.get_num_threads(), row["cell_seconds"],
+                     row["search_seconds"], row["metric"])
+    print(result)
+    return result
+
+
+def measure_cells(specs: list[str], threads: int) -> list[CellRow]:
+    """Each `suite:method:level` cell with the legacy evaluator, then with lock-step, on `threads` threads."""
+    torch.set_num_threads(threads)
+    rows = []
+    for spec in specs:
+        suite_name, method, level = spec.split(":")
+        rows += [measure_cell(suite_name, method, float(level), evaluator) for evaluator in ("legacy", "lockstep")]
+    return rows
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2, device: str = "cpu") -> float:
@@ -186,8 +230,24 @@ def _yes_no(flag: bool | None) -> str:
     return "yes" if flag else "no (bf16 Linears run as fp32 matmuls of bf16-rounded values)"
 
 
+def cells_markdown(cells: list[CellRow], meta: dict) -> list[str]:
+    """The whole-cell table: each cell with the legacy evaluator and lock-step, and their ratio."""
+    lines = ["", "## Whole cells", "",
+             f"Each cell (latent prunable) computed as `ctrlprune bench` computes it, by a fresh worker (so its "
+             f"calibration rollouts are included), with the legacy evaluator (the committed cells) and then with "
+             f"lock-step, {cells[0].threads} torch thread(s), one cell at a time (load average before the cells: "
+             f"{meta.get('cells_load', '?')}). Ratio below 1: lock-step is faster.", "",
+             "| suite | method | rho | seed | legacy s | lock-step s | ratio | legacy search s | lock-step search s "
+             "| legacy return | lock-step return |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for old, new in zip(cells[::2], cells[1::2]):
+        lines.append(f"| {old.suite} | {old.method} | {old.level:g} | {old.seed} | {old.seconds:.0f} | "
+                     f"{new.seconds:.0f} | {new.seconds / old.seconds:.2f} | {old.search_seconds:.0f} | "
+                     f"{new.search_seconds:.0f} | {old.metric:.1f} | {new.metric:.1f} |")
+    return lines
+
+
 def to_markdown(rows: list[SpeedRow], meta: dict, batches: list[BatchRow] = (),
-                evaluations: list[EvalRow] = ()) -> str:
+                evaluations: list[EvalRow] = (), cells: list[CellRow] = ()) -> str:
     """Report table plus how it was measured."""
     head = ["config", "params", "plan ms", "update ms", "env ms", "env steps/s", "min / 100k",
             "plan GFLOP", "update GFLOP", "plan roofline ms", "update roofline ms"]
@@ -224,6 +284,8 @@ def to_markdown(rows: list[SpeedRow], meta: dict, batches: list[BatchRow] = (),
                   "| evaluator | episodes | seconds | plan s | env s | mean return |", "|---|---|---|---|---|---|"]
         lines += [f"| {e.evaluator} | {e.episodes} | {e.seconds:.1f} | {e.plan_seconds:.1f} | {e.env_seconds:.1f} | "
                   f"{e.mean_return:.1f} |" for e in evaluations]
+    if cells:
+        lines += cells_markdown(cells, meta)
     return "\n".join(lines) + "\n"
 
 
@@ -240,6 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-config", default="cpu/fp32", help="preset/precision of the batched-planning table")
     ap.add_argument("--compile", action="store_true", help="also time the batched plan under torch.compile on the CPU")
     ap.add_argument("--eval-episodes", type=int, default=10, help="episodes of the evaluation table (0: skip it)")
+    ap.add_argument("--cells", default="tdmpc-walker-walk:gradient:0.5,tdmpc-walker-walk:grid:0.3",
+                    help="comma-separated suite:method:level whole cells (latent prunable, seed 0) to time with "
+                         "both evaluators ('': none)")
+    ap.add_argument("--cell-threads", type=int, default=2, help="torch threads of the whole cells")
     ap.add_argument("--out", default="results/tdmpc_speed", help="output path without extension")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -256,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
             "gflops_by_threads": rates,
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg()), **machine_info()}
     rows = []
-    for item in args.configs.split(","):
+    for item in filter(None, args.configs.split(",")):
         name, precision = item.split("/")
         rows.append(measure(item, replace(preset(name), precision=precision), args.task,
                             args.repeats if name != "upstream" else max(args.repeats // 4, 3), gflops))
@@ -265,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     batch_cfg, counts = replace(preset(name), precision=precision), [int(e) for e in args.batches.split(",")]
     meta["batch_config"] = args.batch_config
     batches: list[BatchRow] = []
-    for threads in (int(n) for n in args.batch_threads.split(",")):
+    for threads in (int(n) for n in filter(None, args.batch_threads.split(","))):
         torch.set_num_threads(threads)
         batches += measure_batches(batch_cfg, args.task, counts, args.repeats)
         if args.compile:
@@ -277,13 +343,17 @@ def main(argv: list[str] | None = None) -> None:
     else:
         meta["cuda_note"] = "No CUDA device was available on this machine: no GPU rows."
     evaluations = measure_evaluation(args.task, args.eval_episodes) if args.eval_episodes else []
+    meta["cells_load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    cells = measure_cells(list(filter(None, args.cells.split(","))), args.cell_threads)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = to_markdown(rows, meta, batches, evaluations)
+    text = to_markdown(rows, meta, batches, evaluations, cells)
     out.with_suffix(".md").write_text(text)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
                                                     "batches": [asdict(b) for b in batches],
-                                                    "evaluations": [asdict(e) for e in evaluations]}, indent=1))
+                                                    "evaluations": [asdict(e) for e in evaluations],
+                                                    "cells": [asdict(c) for c in cells]}, indent=1))
     print(text)
 
 
