@@ -240,6 +240,7 @@ def write_report(result_dir: Path, figures: list[Path], html: bool = False) -> P
 
 def cmd_prune(ns: argparse.Namespace) -> int:
     from benchmarks.pruned import save_pruned
+    from benchmarks.sweep.evaluate import prune_cell
     from benchmarks.sweep.suite import registered_names, validate_seed, validate_sparsity
     from benchmarks.usecases import get_usecase, is_known_usecase
     from pruning import get_method
@@ -247,7 +248,7 @@ def cmd_prune(ns: argparse.Namespace) -> int:
 
     validate_sparsity(ns.sparsity, "--sparsity")
     validate_seed(ns.seed, "--seed")
-    method = get_method(ns.method)
+    get_method(ns.method)  # an unknown method fails before anything loads
     models, _ = registered_names()
     if not is_known_usecase(ns.model):
         raise ValueError(f"unknown model {ns.model!r}; valid models: {models}")
@@ -256,9 +257,10 @@ def cmd_prune(ns: argparse.Namespace) -> int:
     check_output_file(ns.out, "--out")
     usecase = get_usecase(ns.model, ns.checkpoint or "")
     usecase.set_device(resolve_device(ns.device))
-    problem = usecase.problem(usecase.load(), ns.seed, latent_prunable=not ns.keep_latent)
+    dense = usecase.load()
     torch.manual_seed(ns.seed)
-    result = method(problem, ns.sparsity, eps=ns.eps, seed=ns.seed, **usecase.method_options(ns.method))
+    result = prune_cell(usecase, dense, ns.method, ns.sparsity, seed=ns.seed, latent_prunable=not ns.keep_latent,
+                        eps=ns.eps, options=usecase.method_options(ns.method))
     path = save_pruned(ns.out, usecase, result, ns.seed, not ns.keep_latent, ns.eps)
     print(repr(result))
     if not result.in_band:

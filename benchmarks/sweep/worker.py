@@ -1,4 +1,4 @@
-"""One process's worker: loads a suite's use case and dense model once, then evaluates cells into rows."""
+"""One process's worker: loads a suite's use case and dense model once, then prunes and scores cells into rows."""
 from __future__ import annotations
 
 import os
@@ -13,24 +13,20 @@ from torch import nn
 from agents.device import resolve_device
 from agents.tdmpc.model import native_bf16
 from benchmarks.sweep.cells import cell_seed, finetune_points
-from benchmarks.sweep.stability import kept_indices, linear_cka, mean_cosine
+from benchmarks.sweep.evaluate import prune_cell, score_cell
 from benchmarks.sweep.store import DENSE, Cell
 from benchmarks.sweep.suite import Suite, import_plugins
 from benchmarks.usecases import UseCase, get_usecase
-from pruning import PruneResult, count_params, get_method
-
-def _stability(dense_latents: torch.Tensor, pruned: torch.Tensor, kept: torch.Tensor | None) -> dict[str, float]:
-    return {"latent_cosine": mean_cosine(dense_latents, pruned, kept), "latent_cka": linear_cka(dense_latents, pruned)}
+from pruning import PruneResult
 
 
 @dataclass
 class Worker:
-    """Holds one process's use case and dense model, and evaluates cells."""
+    """Holds one process's use case and dense model, and prunes and scores cells."""
 
     suite: Suite
     usecase: UseCase
     dense: nn.Module
-    dense_params: int
 
     @classmethod
     def create(cls, suite: Suite) -> "Worker":
@@ -39,50 +35,27 @@ class Worker:
         import_plugins(suite.plugins)
         usecase = get_usecase(suite.model, suite.checkpoint, **suite.model_options)
         usecase.set_device(resolve_device(suite.device))
-        dense = usecase.load()
-        return cls(suite, usecase, dense, count_params(dense))
+        return cls(suite, usecase, usecase.load())
 
     def run(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Evaluate one cell; returns its row and side data."""
+        """Prune and score one cell; returns its row and side data."""
         started = time.perf_counter()
         torch.manual_seed(cell_seed(cell))
-        if cell.method == DENSE:
-            model, result = self.dense, None
-        else:
-            problem = self.usecase.problem(self.dense, cell.seed, cell.latent_prunable)
-            options = self.usecase.method_options(cell.method, self.suite.method_options.get(cell.method))
-            result = get_method(cell.method)(problem, cell.target_sparsity, eps=self.suite.eps, seed=cell.seed, **options)
-            model = result.model.eval()
-        finetuned: dict[str, Any] = {}
+        options = self.usecase.method_options(cell.method, self.suite.method_options.get(cell.method))
+        result = prune_cell(self.usecase, self.dense, cell.method, cell.target_sparsity, seed=cell.seed,
+                            latent_prunable=cell.latent_prunable, eps=self.suite.eps, options=options)
+        model, finetuned = result.model.eval(), {}
+        if cell.finetune_steps:  # the dense model is fine-tuned as a copy (no pruning result)
+            model, finetuned = self._finetune(cell, model, None if cell.method == DENSE else result)
+        row = {"model": cell.model, "method": cell.method, "latent_prunable": cell.latent_prunable,
+               "target_sparsity": cell.target_sparsity, "seed": cell.seed,
+               **score_cell(self.usecase, self.dense, result, cell.seed, model), **finetuned}
         if cell.finetune_steps:
-            model, finetuned = self._finetune(cell, model, result)
-        metric, spread = self.usecase.evaluate(model, cell.seed)
-        if cell.finetune_steps:
-            finetuned["finetune_curve"] += f";{cell.finetune_steps}:{metric:.6g}"
-        dense_latents, latents = self.usecase.latents(self.dense, cell.seed), self.usecase.latents(model, cell.seed)
-        kept = None
-        if result is not None and latents.shape[1] != dense_latents.shape[1]:
-            kept = kept_indices(result.history, self.usecase.latent_layer, dense_latents.shape[1])
-        row = {
-            "model": cell.model, "method": cell.method, "latent_prunable": cell.latent_prunable,
-            "target_sparsity": cell.target_sparsity, "seed": cell.seed,
-            "achieved_sparsity": result.achieved if result else 0.0,
-            "in_band": result.in_band if result else True,
-            "metric_name": self.usecase.metric_name, "metric": metric, "metric_std": spread,
-            "params": result.params if result else self.dense_params,
-            "macs": self.usecase.macs(model),
-            "search_seconds": result.search_seconds if result else 0.0,
-            "evaluations": result.evaluations if result else 0,
-            "widths": ";".join(f"{k}:{v}" for k, v in result.widths.items()) if result else "",
-            **_stability(dense_latents, latents, kept),
-            **self.usecase.extra_metrics(self.dense, model, cell.seed, kept),
-            **self.usecase.latency(model),
-            "device": str(self.usecase.device),
-            **finetuned,
-        }
-        extras = self.usecase.extras(model, cell.seed) if _keeps_extras(cell, self.suite, self.usecase) else {}
+            row["finetune_curve"] += f";{cell.finetune_steps}:{row['metric']:.6g}"
+        keeps = _keeps_extras(cell, self.suite, self.usecase)
+        extras = self.usecase.extras(model, cell.seed) if keeps else {}
         row["cell_seconds"] = time.perf_counter() - started
-        return row, {**extras, "search": _plain(result.info) if result else {}, "machine": machine_info()}
+        return row, {**extras, "search": _plain(result.info), "machine": machine_info()}
 
     def _finetune(self, cell: Cell, model: nn.Module, result: PruneResult | None) -> tuple[nn.Module, dict[str, Any]]:
         """Fine-tune a cell's model; returns it and the row fields of the fine-tuning (`finetune_curve` still
