@@ -1,21 +1,7 @@
 """Use cases `tdmpc-<task>`: a shipped TD-MPC agent, scored by the planner's episode return.
 
-The gradient method's surrogate is a planner-aware distillation to the dense agent on states it visits:
-MPPI ranks candidate action sequences by their estimated value (discounted predicted rewards plus the
-terminal min-Q), and its weights ignore a shift of all values of one state. So the surrogate compares, per
-visited state, the *centered* values of the same candidate sequences under the dense and the pruned model.
-The candidates span the planner's own sampling: from the actions it took out to the std of its first
-iteration (2); with a narrower spread (1) the search misjudged walker-walk at rho 0.5 (docs/METHOD.md).
-Centering hides a shift of one Q head, yet the planner reads the heads through min(Q1, Q2), so a head that
-drops below its twin takes over every terminal value (on cheetah-run, pruning a quarter of one Q head's
-first layer does that and ruins the return). So the surrogate also compares the twin gap Q1 - Q2 at the
-terminal latents (a shift of both heads is harmless, and penalising it made the search keep the Qs whole
-and gut everything else), plus the policy's actions (used for the π-trajectory mixture and the terminal
-value). Last, the planner's own choice: MPPI weights sequences by exp(temperature * value), and the
-surrogate compares those weights (pruned against dense) over each state's candidates. Errors of the
-predicted rewards are small next to the spread of the terminal Q values, so the value terms alone rated a
-gutted reward net nearly free, yet the planner's weights follow the rewards near the top of the ranking:
-restoring the reward net of such solutions gained 30-47 return on cartpole, cheetah and walker.
+The pruning problem's surrogate is `PlannerSurrogate` (surrogate.py), on states the dense agent visits and
+candidate action sequences around the planner's own actions there.
 """
 from __future__ import annotations
 
@@ -31,13 +17,14 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from agents.tdmpc import TDMPC, TOLD, load_agent, output_layers, trace_forward
+from agents.tdmpc import COMPONENTS, TDMPC, TOLD, load_agent, output_layers, trace_forward
 from agents.tdmpc.buffer import ReplayBuffer
 from agents.tdmpc.checkpoint import make_agent_env
 from agents.tdmpc.train import collect_episode, episode_limit
 from agents.tdmpc.planner import INITIAL_STD, planning_horizon
 from agents.tdmpc.evaluate import LockstepEvaluator, check_evaluator, evaluate
 from benchmarks.usecases.base import FineTuned, PruningTargets, UseCase, register_usecase, require_positive
+from benchmarks.usecases.tdmpc.surrogate import PlannerSurrogate, SurrogateWeights
 from envs import is_known_task
 from envs.registry import action_repeat_of
 from pruning import (PruneResult, PruningProblem, count_macs, fold_replacement, refresh_masked_weights,
@@ -72,27 +59,6 @@ class Visits:
     actions: torch.Tensor
 
 
-def _proposals(model: TOLD, z: torch.Tensor, horizon: int) -> torch.Tensor:
-    """The policy's own action sequence [H, N, act] from latents [N, d], rolled out in `model` (the planner's
-    pi trajectories, without their exploration noise)."""
-    actions = []
-    for _ in range(horizon):
-        actions.append(model.pi_action(z))
-        z, _ = model.next(z, actions[-1])
-    return torch.stack(actions)
-
-
-def _centered(values: torch.Tensor, states: int) -> torch.Tensor:
-    """Values [states * K, 1] as [states, K] minus each state's mean over its K candidates."""
-    values = values.view(states, -1)
-    return values - values.mean(1, keepdim=True)
-
-
-def _twin_gap(heads: torch.Tensor) -> torch.Tensor:
-    """Q1 - Q2 from terminal head values [N, 2]."""
-    return heads[:, 0] - heads[:, 1]
-
-
 @register_usecase("tdmpc", prefix=True)
 class TDMPCUseCase(UseCase):
     """A TD-MPC agent on a dm_control/gymnasium task.
@@ -120,23 +86,14 @@ class TDMPCUseCase(UseCase):
     targets = PruningTargets(method="gradient", rival="tp-magnitude", slower="grid",
                              levels=tuple(round(0.1 * i, 1) for i in range(1, 10)))
     code_versions = {"gradient": "5"}
-    """2: candidates out to the planner's first-iteration std (was 1). 3: policy term weighted 0.1 (was 1).
-    4: the planner-choice term (weight 10) and the probe of the starts. 5: lazy greedy, no uniform start
-    (same surrogate, shorter searches)."""
+    """docs/METHOD.md lists what each version changed."""
     method_defaults = {
         # The surrogate distils the dense agent, so its gradient vanishes at the dense model: Taylor ranking
         # is undefined there and channels are ranked by magnitude.
         "grid": {"importance": "magnitude"},
         "grid-group": {"importance": "magnitude"},
-        # Pruning the latent is what breaks TD-MPC; starting once with it whole lets the search compare both.
-        # Cheetah's Q heads and dynamics break at a few percent while reward and policy layers have many
-        # idle channels: the greedy start finds those, which the uniform starts' local gradient does not.
-        # Finer greedy chunks (1/16 of a width, not 1/8) raised cheetah-run's returns at rho 0.3-0.5 for about
-        # a fifth more search time (README).
-        # The greedy start won 73 of the 75 version-4 cells on cartpole-swingup and cheetah-run, keep-inter the
-        # other 2, uniform none: only greedy and keep-inter start (a 50-step probe each, the better one runs the
-        # whole schedule). Lazy greedy rescores only the group whose earlier score is best: the same start in
-        # most cells for far fewer surrogate calls (tests/test_gradient.py).
+        # A greedy start (finds the idle channels of reward and policy layers) and one with the latent whole
+        # (pruning the latent is what breaks TD-MPC), a 50-step probe each; docs/METHOD.md has the measurements.
         "gradient": {"importance": "magnitude", "starts": ["greedy", "keep-inter"], "greedy_chunks": 16,
                      "lazy_greedy": True, "probe_steps": 50},
     }
@@ -158,8 +115,9 @@ class TDMPCUseCase(UseCase):
         self.task, self.name = task, f"tdmpc-{task}"
         self.episodes, self.grid_episodes, self.calib_episodes = episodes, grid_episodes, calib_episodes
         self.states, self.candidates = states, candidates
-        self.pi_weight, self.twin_weight, self.reward_weight = pi_weight, twin_weight, reward_weight
-        self.noise, self.choice_weight, self.proposal_weight = noise, choice_weight, proposal_weight
+        self.weights = SurrogateWeights(pi=pi_weight, twin=twin_weight, reward=reward_weight, choice=choice_weight,
+                                        proposal=proposal_weight)
+        self.noise = noise
         self._env: gym.Env | None = None
         if not is_known_task(task):
             make_agent_env(Path(self.checkpoint), task)  # raises, naming the plugins the checkpoint was trained with
@@ -314,65 +272,19 @@ class TDMPCUseCase(UseCase):
 
     # -- the pruning problem ---------------------------------------------------------------------------
     def problem(self, model: nn.Module, seed: int, latent_prunable: bool) -> PruningProblem:
-        visits, dense = self.visits(), self.agent().model
-        discount, temperature = self.agent().cfg.discount, self.agent().cfg.temperature
+        visits, agent = self.visits(), self.agent()
         heldout = self._batch(-1, seed + 7919)
-        horizon = planning_horizon(self.agent().cfg, self.agent().step)
-        frozen = copy.deepcopy(dense).requires_grad_(False) if self.proposal_weight else dense
-        cache: dict[int, tuple] = {}
-
-        def targets(step: int) -> tuple:
-            if step not in cache:
-                start, seqs = heldout if step < 0 else self._batch(step % 64, seed)
-                with torch.no_grad():
-                    z = dense.h(visits.obs[start]).repeat_interleave(self.candidates, dim=0)
-                    imagined = dense.imagine(z, seqs, discount)
-                    value = _centered(imagined.value(), len(start))
-                    reward = _centered(imagined.rewards, len(start))
-                    z0 = dense.h(visits.obs[start])
-                    pi = dense.pi_action(z0)
-                    proposal = (dense.imagine(z0, _proposals(dense, z0, horizon), discount).value()
-                                if self.proposal_weight else None)
-                cache[step] = (start, seqs, value, reward, _twin_gap(imagined.heads), pi, proposal)
-            return cache[step]
-
-        def choice_err(value: torch.Tensor, dense_value: torch.Tensor) -> torch.Tensor:
-            """KL(pruned || dense) of the planner's weights exp(temperature * value) over each state's
-            candidates: how far the pruned planner would prefer sequences the dense planner does not."""
-            pruned_log_w = torch.log_softmax(temperature * value, dim=1)
-            dense_log_w = torch.log_softmax(temperature * dense_value, dim=1)
-            return (pruned_log_w.exp() * (pruned_log_w - dense_log_w)).sum(1).mean()
-
-        def surrogate(masked: nn.Module, step: int) -> torch.Tensor:
-            """Centered value error over candidate sequences (the planner ignores a shift of all of them) +
-            error of the terminal twin gap Q1 - Q2 (min(Q1, Q2) does not ignore it), both in units of the
-            dense values' spread over one state's candidates + centered error of the predicted-reward part
-            in units of its own spread + policy error + divergence of the planner's weights + shortfall of the
-            pruned policy's proposals (when `proposal_weight` is set)."""
-            start, seqs, dense_value, dense_reward, dense_twin, dense_pi, dense_proposal = targets(step)
-            z = masked.h(visits.obs[start])
-            imagined = masked.imagine(z.repeat_interleave(self.candidates, dim=0), seqs, discount)
-            rewards, heads = imagined.rewards, imagined.heads
-            value = _centered(imagined.value(), len(start))
-            spread = dense_value.pow(2).mean().clamp_min(1e-8)
-            value_err = (value - dense_value).pow(2).mean() / spread
-            twin_err = (_twin_gap(heads) - dense_twin).pow(2).mean() / spread
-            reward_err = ((_centered(rewards, len(start)) - dense_reward).pow(2).mean()
-                          / dense_reward.pow(2).mean().clamp_min(1e-8))
-            pi_err = (masked.pi_action(z) - dense_pi).pow(2).mean()
-            loss = (value_err + self.twin_weight * twin_err + self.reward_weight * reward_err
-                    + self.pi_weight * pi_err + self.choice_weight * choice_err(value, dense_value))
-            if self.proposal_weight:
-                proposal = frozen.imagine(frozen.h(visits.obs[start]), _proposals(masked, z, horizon), discount).value()
-                loss = loss + self.proposal_weight * (dense_proposal - proposal).clamp_min(0).pow(2).mean() / spread
-            return loss
+        surrogate = PlannerSurrogate(
+            agent.model, visits.obs, lambda step: heldout if step < 0 else self._batch(step % 64, seed),
+            candidates=self.candidates, horizon=planning_horizon(agent.cfg, agent.step), discount=agent.cfg.discount,
+            temperature=agent.cfg.temperature, weights=self.weights)
 
         def grid_metric(candidate: nn.Module) -> float:
             return self._returns(candidate, self.grid_episodes, CALIB_SEED + 500 + 100 * seed)[0]
 
         obs = visits.obs[:4]
         return PruningProblem(
-            model=model, components={n: n for n in ("encoder", "dynamics", "reward", "pi", "q1", "q2")},
+            model=model, components=dict(COMPONENTS),
             output_layers=output_layers(model), example_inputs={"obs": obs, "action": visits.actions[:4]},
             forward_fn=trace_forward, latent_prunable=latent_prunable, metric=grid_metric, surrogate=surrogate,
         )
