@@ -11,8 +11,8 @@ pruned model and adds, in this order:
 - the error of the policy's actions (`pi`),
 - KL(pruned || dense) of the planner's weights over each state's candidates (`choice`),
 - the shortfall of the pruned policy's own rollouts, valued by the dense model (`proposal`, off by default).
-The terminal value takes the policy's action without noise; the planner adds noise of std `min_std` there
-(docs/METHOD.md). docs/METHOD.md explains each term and the measurements behind the weights.
+Sequences are imagined with the model's own rollout, `TOLD.imagine`, as the planner's are; the terminal value
+takes the policy's action without noise, where the planner adds noise of std `min_std` (docs/METHOD.md). docs/METHOD.md explains each term and the measurements behind the weights.
 """
 from __future__ import annotations
 
@@ -34,14 +34,10 @@ Batch = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
 def imagine(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Discounted predicted rewards [N, 1] of action sequences [H, N, act] from latents [N, d], and the
-    discounted terminal values of both Q heads [N, 2] at the policy's action without noise: the planner's
-    value is rewards + min(heads)."""
-    rewards, scale = torch.zeros(z.shape[0], 1), 1.0
-    for a in actions:
-        z, r = model.next(z, a)
-        rewards = rewards + scale * r
-        scale *= discount
-    return rewards, scale * torch.cat(model.Q(z, model.pi_action(z)), dim=1)
+    discounted terminal values of both Q heads [N, 2] at the policy's action without noise: the model's own
+    rollout (`TOLD.imagine`, which the planner's value uses with noise), whose value is rewards + min(heads)."""
+    imagined = model.imagine(z, actions, discount)
+    return imagined.rewards, imagined.heads
 
 
 def planner_value(model: TOLD, z: torch.Tensor, actions: torch.Tensor, discount: float,
