@@ -271,7 +271,7 @@ def cmd_prune(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from benchmarks.pruned import load_pruned, measured_widths
+    from benchmarks.pruned import load_pruned
     from benchmarks.sweep.suite import validate_seed
 
     validate_seed(ns.seed, "--seed")
@@ -284,7 +284,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
           f"latent prunable: {c['latent_prunable']}  masked: {c['masked']}")
     print(f"{loaded.usecase.metric_name}: {metric:.4f} ± {spread:.4f}")
     print(f"sparsity: {loaded.sparsity:.4f}  params: {loaded.params:,}")
-    print("widths: " + ", ".join(f"{k}:{v}" for k, v in measured_widths(loaded).items()))
+    print("widths: " + ", ".join(f"{k}:{v}" for k, v in loaded.widths.items()))
     return 0
 
 

@@ -29,8 +29,9 @@ import torch_pruning as tp
 from torch import nn
 
 from agents.checkpoint import CheckpointError, checkpoint_identity, load_checkpoint, save_checkpoint
-from benchmarks.usecases import UseCase, get_usecase
-from pruning import PruneResult, count_params, weight_masks
+from benchmarks.usecases.base import UseCase, get_usecase
+from pruning import PruneResult, count_params, fold_replacement, weight_masks
+from pruning.sparsity import out_channels
 
 KIND = "pruned"
 CONFIG_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -60,6 +61,13 @@ class PrunedModel:
     @property
     def params(self) -> int:
         return int(self.config["params"]) if self.config["masked"] else count_params(self.model)
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """Kept width per group read off the model (its root layer's outputs); masks: the widths saved with them."""
+        if self.config["masked"]:
+            return dict(self.config["widths"])
+        return {label: out_channels(self.model.get_submodule(label)) for label in self.config["widths"]}
 
     def __repr__(self) -> str:
         c = self.config
@@ -158,10 +166,20 @@ def _apply_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         torch_prune.custom_from_mask(model.get_submodule(layer), "weight", mask)
 
 
+def replay_history(model: nn.Module, history: list, example_inputs: Any, forward_fn: Any = None,
+                   replaced: dict | None = None) -> nn.Module:
+    """Remove from `model`, in place, the channels a torch-pruning `history` removed, after folding the pruned
+    model's mean replacement (`replaced`, if any) into its consumer biases; the dependency graph is traced on
+    `example_inputs` (with `forward_fn`) like the pruning problem that made the history."""
+    fold_replacement(model, replaced or {})
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs, forward_fn=forward_fn)
+    graph.load_pruning_history(history)
+    return model
+
+
 def _replay(model: nn.Module, usecase: UseCase, config: dict[str, Any], history: list) -> None:
     problem = usecase.problem(model, config["seed"], config["latent_prunable"])
-    graph = tp.DependencyGraph().build_dependency(model, problem.example_inputs, forward_fn=problem.forward_fn)
-    graph.load_pruning_history(history)
+    replay_history(model, history, problem.example_inputs, problem.forward_fn)
 
 
 def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -192,9 +210,3 @@ def load_pruned(path: str | Path, **options: Any) -> PrunedModel:
     model.load_state_dict(state)
     return PrunedModel(model.eval(), usecase, dense, config)
 
-
-def measured_widths(loaded: PrunedModel) -> dict[str, int]:
-    """Kept width per group read off the model (root layer outputs); masks: the widths saved with them."""
-    if loaded.config["masked"]:
-        return dict(loaded.config["widths"])
-    return {label: int(loaded.model.get_submodule(label).weight.shape[0]) for label in loaded.config["widths"]}
