@@ -1,4 +1,4 @@
-"""The README's worked examples: a new task, a new agent (use case) and a new pruning method run through a suite."""
+"""The worked examples of docs/EXTENDING.md: a new task, a new agent (use case) and a new pruning method run through a suite."""
 import contextlib
 import importlib
 import json
@@ -109,8 +109,9 @@ def test_registries_are_restored_afterwards() -> None:
     assert "pendulum-short" not in list_tasks()
 
 
-def test_readme_sections_point_at_the_examples() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_extending_guide_sections_point_at_the_examples() -> None:
+    readme = (ROOT / "docs" / "EXTENDING.md").read_text()
+    assert "docs/EXTENDING.md" in (ROOT / "README.md").read_text()
     for section, example in (("## Add an agent", "examples/pendulum_mlp.py"), ("## Add an environment", "examples/pendulum_mlp.py"),
                              ("## Add a pruning method", "examples/l1_method.py")):
         assert section in readme
