@@ -22,6 +22,7 @@ import argparse
 import os
 import shlex
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,22 @@ def _csv_ints(text: str) -> list[int]:
 
 def _csv_strs(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+PROJECT_PACKAGES = tuple(Path(__file__).resolve().parents[1] / name for name in ("agents", "benchmarks", "envs", "pruning"))
+"""The packages whose `raise` statements are the project's own checks of its input."""
+
+
+def raised_by_a_check(err: BaseException) -> bool:
+    """Whether `err` comes from a `raise` statement in the project's packages: a check of the input, which one
+    line explains. An error raised anywhere else (inside torch, say) is a bug, whose traceback is shown."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return True
+    innermost = frames[-1]
+    where = Path(innermost.filename).resolve()
+    in_project = any(where.is_relative_to(package) for package in PROJECT_PACKAGES)
+    return in_project and (innermost.line or "").lstrip().startswith("raise")
 
 
 def describe_os_error(err: OSError) -> str:
@@ -399,6 +416,8 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctrlprune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traceback", action="store_true",
+                        help="on an error, also print its traceback (errors of the input are one line without it)")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (it may register use cases, tasks or methods); repeatable")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -490,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ctrlprune` console script; errors are one clear line, exit code 2."""
+    """Entry point of the `ctrlprune` console script. Errors of the input are one clear line, exit code 2; an
+    error raised outside the project's checks (a bug) prints its traceback, exit code 1."""
     from agents.checkpoint import CheckpointError
     from benchmarks.sweep.suite import SuiteError, import_plugins
 
@@ -510,10 +530,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import_plugins(ns.plugin)
         code = cmd_train(ns, rest) if ns.command == "train" else handlers[ns.command](ns)
-    except (SuiteError, CheckpointError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (SuiteError, CheckpointError, ValueError, RuntimeError) as err:
+        if ns.traceback or not raised_by_a_check(err):
+            traceback.print_exc()
+        if not raised_by_a_check(err):
+            print(f"ctrlprune {ns.command}: internal error (a bug, not your input): {type(err).__name__}: {err}",
+                  file=sys.stderr)
+            return 1
         print(f"ctrlprune {ns.command}: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # read-only or full disk, a file where a folder belongs, ...
+    except OSError as err:  # a missing file, a read-only or full disk, a file where a folder belongs, ...
+        if ns.traceback:
+            traceback.print_exc()
         print(f"ctrlprune {ns.command}: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

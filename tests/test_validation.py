@@ -132,3 +132,24 @@ def test_unknown_model_options_are_refused_with_the_valid_ones(tmp_path) -> None
     assert code == 2 and "unknown option(s) ['bogus']" in err
     code, err = _run(["ablate", "--model", "ae", "--widths", "encoder.0:100", "--model-option", "calib_images"])
     assert code == 2 and "KEY=VALUE" in err
+
+
+def test_an_error_inside_torch_is_a_bug_shown_with_its_traceback(monkeypatch, capsys, tmp_path) -> None:
+    import torch
+
+    from benchmarks import cli
+
+    def float64_batch(ns) -> int:  # a float64 observation into a float32 layer, as a gymnasium task once gave
+        torch.nn.Linear(3, 2)(torch.zeros(1, 3, dtype=torch.float64))
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_list", float64_batch)
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "internal error (a bug, not your input): RuntimeError" in err and "dtype" in err
+    assert main(["table", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("ctrlprune table: error: no metrics.csv")
+    assert main(["--traceback", "table", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("ctrlprune table: error: no metrics.csv")
