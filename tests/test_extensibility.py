@@ -27,7 +27,8 @@ EXAMPLES = ("examples.pendulum_mlp", "examples.l1_method")
 
 @contextlib.contextmanager
 def examples_registered() -> Iterator[ModuleType]:
-    """Import (or re-import) the examples, and leave the registries as they were afterwards (other tests list them)."""
+    """Import (or re-import) the examples, and leave the registries as they were afterwards (other tests list them)
+    and the examples unimported (a later `--plugin examples.pendulum_mlp` registers them again)."""
     registries = (pruning.registry._METHODS, usecase_base._REGISTRY, envs.registry._EXTRA)
     saved = [dict(r) for r in registries]
     try:
@@ -38,6 +39,8 @@ def examples_registered() -> Iterator[ModuleType]:
         for registry, before in zip(registries, saved):
             registry.clear()
             registry.update(before)
+        for name in EXAMPLES:
+            sys.modules.pop(name, None)
 
 
 @pytest.fixture
