@@ -25,12 +25,11 @@ from typing import Any
 
 import torch
 import torch.nn.utils.prune as torch_prune
-import torch_pruning as tp
 from torch import nn
 
 from agents.checkpoint import CheckpointError, checkpoint_identity, load_checkpoint, save_checkpoint
 from benchmarks.usecases.base import UseCase, get_usecase
-from pruning import PruneResult, count_params, fold_replacement, weight_masks
+from pruning import PruneResult, count_params, replay_history, weight_masks
 from pruning.sparsity import out_channels
 
 KIND = "pruned"
@@ -164,17 +163,6 @@ def _dense_usecase(path: Path, config: dict[str, Any], **options: Any) -> UseCas
 def _apply_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     for layer, mask in weight_masks(state).items():
         torch_prune.custom_from_mask(model.get_submodule(layer), "weight", mask)
-
-
-def replay_history(model: nn.Module, history: list, example_inputs: Any, forward_fn: Any = None,
-                   replaced: dict | None = None) -> nn.Module:
-    """Remove from `model`, in place, the channels a torch-pruning `history` removed, after folding the pruned
-    model's mean replacement (`replaced`, if any) into its consumer biases; the dependency graph is traced on
-    `example_inputs` (with `forward_fn`) like the pruning problem that made the history."""
-    fold_replacement(model, replaced or {})
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs, forward_fn=forward_fn)
-    graph.load_pruning_history(history)
-    return model
 
 
 def _replay(model: nn.Module, usecase: UseCase, config: dict[str, Any], history: list) -> None:

@@ -14,6 +14,7 @@ from pruning.context import (SearchContext, UnusableModelError, check_usable, fi
 from pruning.groups import Group, Member, build_groups, dependency_graph, format_group_table
 from pruning.problem import PruningProblem, validate_problem, validate_target
 from pruning.ranking import IMPORTANCES, ranking
+from pruning.replay import replay_history
 from pruning.registry import get_method, list_methods, register_method
 from pruning.result import PruneResult
 from pruning.sparsity import ParamModel, count_params, sparsity
@@ -29,7 +30,7 @@ __all__ = [
     "ranking", "IMPORTANCES",
     "ParamModel", "count_params", "sparsity",
     "kept_widths", "n_removed", "coefficients_for", "harden", "harden_widths", "SoftMasks",
-    "consumer_means", "mean_replacement", "fold_replacement",
+    "consumer_means", "mean_replacement", "fold_replacement", "replay_history",
     "SearchContext", "prepare", "max_sparsity", "solve_ratio", "finish", "check_usable", "UnusableModelError",
     "PruneResult", "register_method", "get_method", "list_methods",
     "GradientConfig", "GridConfig", "GridEstimate", "estimate_grid", "DEFAULT_BUDGET",

@@ -95,7 +95,8 @@ def _kind(dg: tp.DependencyGraph, module: nn.Module, handler) -> MemberKind:
     return "out" if dg.is_out_channel_pruning_fn(handler) else "in"
 
 
-def _members(dg: tp.DependencyGraph, group: tp.Group, label: str) -> tuple[list[Member], int]:
+def _members(dg: tp.DependencyGraph, names: dict[nn.Module, str], group: tp.Group,
+             label: str) -> tuple[list[Member], int]:
     """The layers of a torch-pruning group with their channel mapping, and the block size the mapping forces
     (a layer holding one channel per `block` group channels, behind an Unflatten)."""
     width = len(group[0].idxs)
@@ -104,7 +105,7 @@ def _members(dg: tp.DependencyGraph, group: tp.Group, label: str) -> tuple[list[
         module = item.dep.target.module
         if isinstance(module, nn.Parameter):
             raise NotImplementedError(f"group {label!r} holds an unwrapped nn.Parameter; wrap it in a module")
-        name = dg._module2name.get(module) if isinstance(module, nn.Module) else None
+        name = names.get(module) if isinstance(module, nn.Module) else None
         if name is None:
             continue  # a functional node of the graph (cat, split, add...), not a layer
         kind = _kind(dg, module, item.dep.handler)
@@ -169,13 +170,14 @@ def build_groups(problem: PruningProblem) -> list[Group]:
     depthwise) convolution is kept whole."""
     dg = dependency_graph(problem.model, problem)
     ignored = output_modules(problem.model, problem)
-    found = {dg._module2name[tpg[0].dep.target.module]: tpg
+    names = {module: name for name, module in problem.model.named_modules()}
+    found = {names[tpg[0].dep.target.module]: tpg
              for tpg in dg.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES)}
     model_order = [name for name, _ in problem.model.named_modules() if name in found]
     groups = []
     forced = {}
     for index, label in enumerate(model_order):
-        members, forced[label] = _members(dg, found[label], label)
+        members, forced[label] = _members(dg, names, found[label], label)
         components = _touched_components(members, problem)
         kind = "inter" if len(components) > 1 else "intra"
         grouped = any(_grouped_conv(problem.model.get_submodule(m.module)) for m in members)

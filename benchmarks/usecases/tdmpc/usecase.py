@@ -26,7 +26,7 @@ from benchmarks.usecases.base import FineTuned, PruningTargets, UseCase, registe
 from benchmarks.usecases.tdmpc.surrogate import PlannerSurrogate, SurrogateWeights
 from envs import is_known_task
 from envs.registry import action_repeat_of
-from pruning import PruneResult, PruningProblem, count_macs, refresh_masked_weights, weight_masks
+from pruning import PruneResult, PruningProblem, count_macs, refresh_masked_weights, replay_history, weight_masks
 
 EVAL_SEED = 10_000
 """Evaluation episodes of cell seed s reset the env with EVAL_SEED + 100 s + i (never used in training)."""
@@ -369,7 +369,5 @@ def masked_like(target: TOLD, masked: nn.Module) -> TOLD:
 def replay_on_target(target: TOLD, history: list, example_inputs: dict, replaced: dict | None = None) -> TOLD:
     """Apply a pruned model's mean replacement (if any) and torch-pruning history to (a copy of) its target
     network."""
-    from benchmarks.pruned import replay_history  # imported here: benchmarks.pruned imports the use cases
-
     target = copy.deepcopy(target).requires_grad_(True)  # tracing follows autograd: frozen layers would be missed
     return replay_history(target, history, example_inputs, trace_forward, replaced)
