@@ -93,29 +93,51 @@ def component_variants(groups: list[Group], widths: Mapping[str, int]) -> dict[s
     return variants
 
 
+class WidthModels:
+    """Models rebuilt from kept widths as a width-searching method prunes: the use case's pruning problem, its
+    groups, the method's within-group ranking and (if the method uses it) mean replacement."""
+
+    def __init__(self, usecase: UseCase, seed: int, latent_prunable: bool, importance: str,
+                 mean_replacement: bool = False) -> None:
+        self.problem = usecase.problem(usecase.load(), seed, latent_prunable)
+        self.groups = build_groups(self.problem)
+        self.params = ParamModel(self.problem.model, self.groups)
+        self.order = ranking(self.problem, self.groups, importance, seed)
+        self.means = consumer_means(self.problem, self.groups) if mean_replacement else None
+
+    def __repr__(self) -> str:
+        return f"WidthModels({len(self.groups)} groups, {self.params.dense:,} dense parameters)"
+
+    def model(self, widths: Mapping[str, int]) -> torch.nn.Module:
+        """The pruned model (eval mode) that keeps `widths`."""
+        model, _, _ = harden_with_means(self.problem, self.groups, self.order, widths, self.means)
+        return model.eval()
+
+    def sparsity(self, widths: Mapping[str, int]) -> float:
+        return 1.0 - self.params.hard_params(widths) / self.params.dense
+
+    def surrogate(self, model: torch.nn.Module) -> float | None:
+        """The problem's surrogate of `model` on its held-out batch (None without a surrogate)."""
+        if self.problem.surrogate is None:
+            return None
+        with torch.no_grad():
+            return float(self.problem.surrogate(model, -1))
+
+
 def ablate(usecase: UseCase, widths_text: str, seed: int, latent_prunable: bool, importance: str,
            variants: bool = True, mean_replacement: bool = False) -> list[Variant]:
     """Score the solution `widths_text` and (unless `variants` is False) its component variants with the use
     case's task metric, pruned as the method prunes (its ranking, and mean replacement if it uses it)."""
-    dense = usecase.load()
-    problem = usecase.problem(dense, seed, latent_prunable)
-    groups = build_groups(problem)
-    params = ParamModel(problem.model, groups)
-    order = ranking(problem, groups, importance, seed)
-    means = consumer_means(problem, groups) if mean_replacement else None
+    built = WidthModels(usecase, seed, latent_prunable, importance, mean_replacement)
     rows = []
-    solution = parse_widths(widths_text, groups)
-    configurations = component_variants(groups, solution) if variants else {"as found": solution}
+    solution = parse_widths(widths_text, built.groups)
+    configurations = component_variants(built.groups, solution) if variants else {"as found": solution}
     for name, widths in configurations.items():
-        model, _, _ = harden_with_means(problem, groups, order, widths, means)
-        model.eval()
-        surrogate = None
-        if problem.surrogate is not None:
-            with torch.no_grad():
-                surrogate = float(problem.surrogate(model, -1))
+        model = built.model(widths)
+        surrogate = built.surrogate(model)
         torch.manual_seed(seed)
         metric, spread = usecase.evaluate(model, seed)
-        rows.append(Variant(name, widths, 1.0 - params.hard_params(widths) / params.dense, metric, spread, surrogate,
+        rows.append(Variant(name, widths, built.sparsity(widths), metric, spread, surrogate,
                             usecase.diagnostics(model, seed)))
     return rows
 

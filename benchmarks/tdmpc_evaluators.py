@@ -64,15 +64,15 @@ def compare(old_csv: Path, new_csv: Path, episodes: int, spread: dict[tuple, flo
 TITLE = "# Lock-step vs committed evaluation"
 
 
-def replace_section(document: str, heading: str, section: str) -> str:
-    """`document` (a TITLE line, then `## ` sections) with the section under `heading` replaced by `section`,
-    or `section` appended; other sections are kept in their order. A document without TITLE starts anew."""
+def replace_section(document: str, heading: str, section: str, title: str = TITLE) -> str:
+    """`document` (a `title` line, then `## ` sections) with the section under `heading` replaced by `section`,
+    or `section` appended; other sections are kept in their order. A document without `title` starts anew."""
     sections: dict[str, str] = {}
-    if document.startswith(TITLE + "\n"):
+    if document.startswith(title + "\n"):
         for chunk in re.split(r"^(?=## )", document, flags=re.M)[1:]:
             sections[chunk.splitlines()[0]] = chunk.rstrip("\n") + "\n"
     sections[f"## {heading}"] = section.rstrip("\n") + "\n"
-    return TITLE + "\n\n" + "\n".join(sections.values())
+    return title + "\n\n" + "\n".join(sections.values())
 
 
 def summary(joined: list[dict]) -> str:

@@ -60,6 +60,10 @@ class GradientConfig:
     mean_replacement: bool = False
     """A removed channel feeds its consumers its mean on the surrogate's data instead of zero (folded into their
     biases at hardening); the soft masks mix each input with its mean."""
+    final_candidates: int = 0
+    """After the descent, score the this many best distinct in-band iterates (by the held-out surrogate) with
+    problem.metric, the true task metric on validation data, and keep the one it rates best (0: off, the
+    surrogate's best is kept)."""
 
     def __post_init__(self) -> None:
         self.starts = tuple(self.starts)
@@ -70,8 +74,9 @@ class GradientConfig:
             raise ValueError(f"select must be 'heldout' or 'last', got {self.select!r}")
         if self.steps < 1 or self.eval_every < 1 or self.greedy_chunks < 1:
             raise ValueError("steps, eval_every and greedy_chunks must be >= 1")
-        if self.probe_steps < 0:
-            raise ValueError(f"probe_steps must be >= 0, got {self.probe_steps}")
+        if self.probe_steps < 0 or self.final_candidates < 0:
+            raise ValueError(f"probe_steps and final_candidates must be >= 0, got {self.probe_steps} and "
+                             f"{self.final_candidates}")
         if self.importance not in IMPORTANCES:
             raise ValueError(f"importance must be one of {list(IMPORTANCES)}, got {self.importance!r}")
 
@@ -271,6 +276,23 @@ class _Tracker:
     def choice(self) -> dict[str, int]:
         return self.best[1] if self.best is not None else self.last
 
+    def leaders(self, count: int) -> list[tuple[float, dict[str, int]]]:
+        """The `count` distinct in-band iterates with the lowest held-out surrogate, best first."""
+        ranked = sorted(self.scored.items(), key=lambda item: item[1])[:count]
+        return [(score, dict(key)) for key, score in ranked]
+
+
+def select_by_metric(problem: PruningProblem, ctx: SearchContext, order: Mapping[str, torch.Tensor],
+                     means: Mapping[str, torch.Tensor] | None, leaders: list[tuple[float, dict[str, int]]]
+                     ) -> tuple[dict[str, int], list[list]]:
+    """The widths among `leaders` whose hardened model problem.metric rates highest, and a record
+    [[surrogate, metric, widths], ...] of every leader scored."""
+    record = []
+    for surrogate, widths in leaders:
+        model, _, _ = harden_with_means(problem, ctx.groups, order, widths, means)
+        record.append([surrogate, float(problem.metric(model.eval())), widths])
+    return max(record, key=lambda row: row[1])[2], record
+
 
 def _penalty(rho: torch.Tensor, ctx: SearchContext, cfg: GradientConfig, multiplier: float) -> torch.Tensor:
     """Powell-Hestenes-Rockafellar term for the constraint |rho - target| - margin * eps <= 0."""
@@ -343,6 +365,8 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
     cfg = GradientConfig(**options)
     if problem.surrogate is None:
         raise ValueError("method 'gradient' needs problem.surrogate(model, step) -> differentiable loss")
+    if cfg.final_candidates and problem.metric is None:
+        raise ValueError("option final_candidates of method 'gradient' needs problem.metric (the true task metric)")
     ctx = prepare(problem, target, eps)
     ctx.floor = target if cfg.at_least_target else None
     order = ranking(problem, ctx.groups, cfg.importance, seed)
@@ -364,12 +388,17 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
             leader = min(descents, key=lambda d: tracker.start_best.get(d.name, float("inf")))
             leader.run(cfg.steps)
         widths = tracker.choice()
+        final: list[list] = []
+        if cfg.final_candidates and tracker.best is not None:
+            widths, final = select_by_metric(problem, ctx, order, means, tracker.leaders(cfg.final_candidates))
         band_fallback = not ctx.acceptable(ctx.hard_sparsity(widths))
         if band_fallback:
             widths = widen_to_band(ctx, masks, widths)
     pruned, history, replaced = harden_with_means(problem, ctx.groups, order, widths, means)
     info = {"band_fallback": band_fallback, "starts_run": {d.name: d.summary() for d in descents},
             "heldout_best": tracker.best[0] if tracker.best else None, "best_start": tracker.best_start,
-            "start_heldout": [[name, score] for name, score in tracker.start_best.items()], **asdict(cfg)}
+            "start_heldout": [[name, score] for name, score in tracker.start_best.items()],
+            "final_selection": final, **asdict(cfg)}
     return finish(ctx, "gradient", pruned, measured_widths(pruned, ctx.groups),
-                  coefficients_for(widths, ctx.groups), history=history, info=info, replaced=replaced)
+                  coefficients_for(widths, ctx.groups), evaluations=len(final), history=history, info=info,
+                  replaced=replaced)

@@ -79,6 +79,10 @@ def test_gradient_input_errors(trained_problem):
         get_method("gradient")(trained_problem, 0.5, budget=3)
     with pytest.raises(ValueError, match="select must be"):
         GradientConfig(select="best")
+    with pytest.raises(ValueError, match="final_candidates of method 'gradient' needs problem.metric"):
+        get_method("gradient")(trained_problem, 0.5, final_candidates=2)
+    with pytest.raises(ValueError, match="final_candidates"):
+        GradientConfig(final_candidates=-1)
     assert len(build_groups(trained_problem)) == 5
 
 

@@ -112,6 +112,21 @@ def test_planner_regret_is_zero_for_the_same_choices_only(tmp_path):
     assert abs(regret[2]) > 1e-3
 
 
+def test_final_selection_keeps_the_leader_the_episodes_rate_best(tiny_usecase):
+    problem = tiny_usecase.problem(tiny_usecase.load(), 0, latent_prunable=True)
+    options = tiny_usecase.method_options("gradient", {**FAST["gradient"], "final_candidates": 3})
+    result = get_method("gradient")(problem, 0.5, seed=0, **options)
+    scored = result.info["final_selection"]
+    assert 2 <= len(scored) <= 3 and result.evaluations == len(scored) and result.in_band
+    surrogates = [surrogate for surrogate, _, _ in scored]
+    assert surrogates == sorted(surrogates) and surrogates[0] == result.info["heldout_best"]
+    assert len({tuple(sorted(widths.items())) for _, _, widths in scored}) == len(scored)
+    assert result.widths == max(scored, key=lambda row: row[1])[2]
+    plain = get_method("gradient")(problem, 0.5, seed=0, **tiny_usecase.method_options("gradient", FAST["gradient"]))
+    assert plain.info["final_selection"] == [] and plain.evaluations == 0
+    assert plain.widths == scored[0][2]  # off, the surrogate's best is kept
+
+
 def test_pruned_target_keeps_the_dense_targets_own_weights(tiny_usecase):
     dense_agent = tiny_usecase.agent()
     with torch.no_grad():

@@ -1,0 +1,288 @@
+"""Rank check of the TD-MPC surrogates: do they order width configurations as the planner's return does?
+
+For one task, the variants are the committed gradient solutions at the given levels (`widths` of
+results/tdmpc-<task>/metrics.csv, one seed, both latent settings), `ctrlprune ablate`'s component variants of
+the solution at the middle level with the latent prunable, and random width exchanges of the middle level's
+solutions that keep their parameter count (so their sparsity stays in the band). Each variant is scored by
+the planner's return on held-out episodes (env seeds RANK_SEED + i, used nowhere else) and by every scorer of
+SCORERS; the report gives the Spearman correlation of each scorer's negated score (lower is better for all of
+them) with the return, over all variants and over those at the middle level's sparsity.
+
+`python -m benchmarks.surrogate_rank --help`; docs/METHOD.md ("Ranking the surrogate") has the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+from scipy.stats import spearmanr
+
+from benchmarks.ablation import WidthModels, component_variants, method_importance, parse_widths
+from benchmarks.sweep.store import ResultsFolder, write_atomic
+from benchmarks.tdmpc_evaluators import replace_section
+from benchmarks.usecases import get_usecase
+from benchmarks.usecases.tdmpc.usecase import TDMPCUseCase
+from pruning import Group, ParamModel
+
+RANK_SEED = 40_000
+"""Rank-check episode i resets the env with RANK_SEED + i (cells, calibration and fine-tuning use other seeds)."""
+SCORE_BATCHES = 8
+"""Surrogate batches (the search's training batches 0..7) that the batch-averaged scorers use."""
+TITLE = "# Rank check of the TD-MPC surrogates"
+CSV_FIELDS = ("name", "origin", "latent_prunable", "sparsity", "widths", "episodes", "return", "return_std")
+
+
+@dataclass
+class Variant:
+    """A width configuration of the rank check and what it scores."""
+
+    name: str
+    origin: str
+    widths: dict[str, int]
+    latent_prunable: bool
+    sparsity: float = float("nan")
+    returns: tuple[float, float] | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Variant({self.name!r}, sparsity={self.sparsity:.3f}, returns={self.returns})"
+
+    @property
+    def widths_text(self) -> str:
+        return ";".join(f"{label}:{width}" for label, width in self.widths.items())
+
+
+# -- variants ------------------------------------------------------------------------------------------
+def committed_solutions(result_dir: Path, levels: list[float], seed: int, groups: list[Group]) -> list[Variant]:
+    """The gradient cells of `result_dir/metrics.csv` at `levels` and `seed`, latent prunable then kept."""
+    rows = [r for r in ResultsFolder(result_dir).rows() if r["method"] == "gradient" and r["seed"] == seed]
+    found = []
+    for prunable in (True, False):
+        for level in levels:
+            match = [r for r in rows if r["latent_prunable"] == prunable and abs(r["target_sparsity"] - level) < 1e-9]
+            if not match:
+                raise ValueError(f"no gradient cell at sparsity {level}, seed {seed}, latent "
+                                 f"{'prunable' if prunable else 'kept'} in {result_dir}/metrics.csv")
+            latent = "prunable" if prunable else "kept"
+            found.append(Variant(f"ρ {level:g}, latent {latent}", "committed",
+                                 parse_widths(str(match[0]["widths"]), groups), prunable))
+    return found
+
+
+def ablation_variants(solution: Variant, groups: list[Group]) -> list[Variant]:
+    """`ctrlprune ablate`'s variants of `solution` (one component, or the latent, restored), the solution left out."""
+    variants = component_variants(groups, solution.widths)
+    return [Variant(f"{solution.name} {name}", "ablate", widths, solution.latent_prunable)
+            for name, widths in variants.items() if name != "as found"]
+
+
+def exchange_widths(widths: Mapping[str, int], groups: list[Group], params: ParamModel, rng: random.Random,
+                    moves: int, latent_prunable: bool) -> dict[str, int]:
+    """`widths` after `moves` random exchanges: one group grows by 10-50 % of its full width, another shrinks
+    until the parameter count is back at or below the original (the grown one gives back what it must)."""
+    budget, full = params.hard_params(widths), {g.label: g.width for g in groups}
+    movable = [g.label for g in groups if latent_prunable or g.kind == "intra"]
+    result = dict(widths)
+    for _ in range(moves):
+        grow, shrink = rng.sample(movable, 2)
+        result[grow] = min(full[grow], result[grow] + max(1, round(rng.uniform(0.1, 0.5) * full[grow])))
+        for label in (shrink, grow):
+            while params.hard_params(result) > budget and result[label] > 1:
+                result[label] -= 1
+    return result
+
+
+def exchange_variants(solutions: list[Variant], groups: list[Group], params: ParamModel, count: int,
+                      seed: int) -> list[Variant]:
+    """`count` width exchanges (1-3 moves each) of every solution, seeded, none equal to its solution."""
+    rng, variants = random.Random(seed), []
+    for solution in solutions:
+        made = 0
+        while made < count:
+            widths = exchange_widths(solution.widths, groups, params, rng, rng.randint(1, 3), solution.latent_prunable)
+            if widths != solution.widths:
+                made += 1
+                variants.append(Variant(f"{solution.name} exchange {made}", "exchange", widths,
+                                        solution.latent_prunable))
+    return variants
+
+
+# -- scorers -------------------------------------------------------------------------------------------
+class Scorers:
+    """The scores of a pruned model; lower is better for every one of them.
+
+    - `surrogate`: the search's surrogate on its held-out batch (what picks the search's best iterate);
+    - `surrogate, 8 batches`: its mean over the training batches 0..7 (is one batch too noisy?);
+    - `planner_regret`: the use case's diagnostic (the dense critic's value of the dense planner's first
+      action minus that of the pruned planner's, full MPPI from about 200 visited states);
+    - `soft_regret`: over each state's candidate sequences of the surrogate's batches, the dense value of the
+      dense planner's weights exp(temperature * value) minus that of the pruned planner's weights, in units
+      of the dense values' spread (differentiable);
+    - `elite_value`: the centered value error weighted by the dense planner's weights (the error where the
+      planner looks), in the same units (differentiable).
+    """
+
+    names = ("surrogate", "surrogate, 8 batches", "planner_regret", "soft_regret", "elite_value")
+
+    def __init__(self, usecase: TDMPCUseCase, built: WidthModels, seed: int) -> None:
+        self.usecase, self.built, self.seed = usecase, built, seed
+        agent = usecase.agent()
+        self.discount, self.temperature = agent.cfg.discount, agent.cfg.temperature
+        self.batches = [usecase._batch(step, seed) for step in range(SCORE_BATCHES)]
+        self.dense_values = [self._values(agent.model, start, sequences) for start, sequences in self.batches]
+
+    def __repr__(self) -> str:
+        return f"Scorers({', '.join(self.names)})"
+
+    def _values(self, model: torch.nn.Module, start: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+        """The planner's value estimates [states, candidates] of a batch's sequences under `model`."""
+        with torch.no_grad():
+            z = model.h(self.usecase.visits().obs[start]).repeat_interleave(self.usecase.candidates, dim=0)
+            return model.imagine(z, sequences, self.discount).value().view(len(start), -1)
+
+    def score(self, model: torch.nn.Module) -> dict[str, float]:
+        surrogate = self.built.problem.surrogate
+        with torch.no_grad():
+            batch_mean = sum(float(surrogate(model, step)) for step in range(SCORE_BATCHES)) / SCORE_BATCHES
+        regret, elite = [], []
+        for (start, sequences), dense in zip(self.batches, self.dense_values):
+            pruned = self._values(model, start, sequences)
+            spread = (dense - dense.mean(1, keepdim=True)).pow(2).mean().clamp_min(1e-8)
+            dense_w = torch.softmax(self.temperature * dense, dim=1)
+            pruned_w = torch.softmax(self.temperature * pruned, dim=1)
+            regret.append(float(((dense_w - pruned_w) * dense).sum(1).mean() / spread.sqrt()))
+            error = (pruned - pruned.mean(1, keepdim=True)) - (dense - dense.mean(1, keepdim=True))
+            elite.append(float((dense_w * error.pow(2)).sum(1).mean() / spread))
+        return {"surrogate": float(self.built.surrogate(model)), "surrogate, 8 batches": batch_mean,
+                "planner_regret": self.usecase.diagnostics(model, self.seed)["planner_regret"],
+                "soft_regret": sum(regret) / len(regret), "elite_value": sum(elite) / len(elite)}
+
+
+# -- the check -----------------------------------------------------------------------------------------
+def stored_returns(path: Path, episodes: int) -> dict[tuple[bool, str], tuple[float, float]]:
+    """Returns already measured in an earlier run's csv with the same number of episodes, by (latent, widths)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        return {(row["latent_prunable"] == "True", row["widths"]): (float(row["return"]), float(row["return_std"]))
+                for row in csv.DictReader(fh) if int(row["episodes"]) == episodes}
+
+
+def held_out_returns(usecase: TDMPCUseCase, model: torch.nn.Module, episodes: int) -> tuple[float, float]:
+    """Mean and std of the return over `episodes` lock-step episodes from env seed RANK_SEED on."""
+    result = usecase._lockstep.run(usecase.wrap(model), episodes, RANK_SEED)
+    return result.mean, result.std
+
+
+def spearman(variants: list[Variant], scorer: str) -> float:
+    """Spearman correlation of the negated score with the return (1: the scorer orders them as the return); NaN
+    with fewer than 3 variants or a constant column."""
+    scores, returns = [-v.scores[scorer] for v in variants], [v.returns[0] for v in variants]
+    if len(variants) < 3 or len(set(scores)) < 2 or len(set(returns)) < 2:
+        return float("nan")
+    return float(spearmanr(scores, returns).statistic)
+
+
+def run_check(usecase: TDMPCUseCase, result_dir: Path, levels: list[float], seed: int, exchanges: int,
+              episodes: int, csv_path: Path, log: Callable[[str], None] = print) -> list[Variant]:
+    """Build the variants, score each (returns already in `csv_path` are reused), rewrite `csv_path` after
+    every variant, and return them."""
+    built = WidthModels(usecase, seed, True, method_importance(usecase, "gradient"))
+    solutions = committed_solutions(result_dir, levels, seed, built.groups)
+    middle = levels[len(levels) // 2]
+    at_middle = [s for s in solutions if s.name.startswith(f"ρ {middle:g},")]
+    variants = [*solutions, *ablation_variants(at_middle[0], built.groups),
+                *exchange_variants(at_middle, built.groups, built.params, exchanges, seed)]
+    scorers, known = Scorers(usecase, built, seed), stored_returns(csv_path, episodes)
+    for i, variant in enumerate(variants):
+        model = built.model(variant.widths)
+        variant.sparsity = built.sparsity(variant.widths)
+        variant.scores = scorers.score(model)
+        key = (variant.latent_prunable, variant.widths_text)
+        variant.returns = known[key] if key in known else held_out_returns(usecase, model, episodes)
+        log(f"[{i + 1}/{len(variants)}] {variant.name}: sparsity {variant.sparsity:.3f}, return "
+            f"{variant.returns[0]:.1f} ± {variant.returns[1]:.1f}, "
+            + ", ".join(f"{k} {v:.4f}" for k, v in variant.scores.items()))
+        write_csv(csv_path, variants[: i + 1], episodes)
+    return variants
+
+
+def write_csv(path: Path, variants: list[Variant], episodes: int) -> None:
+    """One row per scored variant: CSV_FIELDS, then a column per scorer."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow([*CSV_FIELDS, *Scorers.names])
+    for v in variants:
+        writer.writerow([v.name, v.origin, v.latent_prunable, f"{v.sparsity:.6f}", v.widths_text, episodes,
+                         f"{v.returns[0]:.4f}", f"{v.returns[1]:.4f}", *(f"{v.scores[k]:.6g}" for k in Scorers.names)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text.getvalue())
+
+
+def report_section(task: str, variants: list[Variant], middle: float, eps: float, command: str,
+                   csv_path: Path) -> str:
+    """Markdown: the Spearman table (all variants; those within `eps` of `middle`) and every variant's row."""
+    near = [v for v in variants if abs(v.sparsity - middle) <= eps]
+    lines = [f"## {task}", "", f"`{command}`", "", f"Every row: `{csv_path}`. Spearman of the negated score with the "
+             f"return (1: the scorer orders the variants as the return does), over all {len(variants)} variants "
+             f"and over the {len(near)} within {eps:g} of sparsity {middle:g}.", "",
+             "| scorer | Spearman, all | Spearman, at ρ " + f"{middle:g} |", "|---|---|---|"]
+    for name in Scorers.names:
+        lines.append(f"| {name} | {spearman(variants, name):+.2f} | {spearman(near, name):+.2f} |")
+    lines += ["", "| variant | sparsity | return | " + " | ".join(Scorers.names) + " |",
+              "|" + "---|" * (3 + len(Scorers.names))]
+    for v in variants:
+        scores = " | ".join(f"{v.scores[k]:.4f}" for k in Scorers.names)
+        lines.append(f"| {v.name} | {v.sparsity:.3f} | {v.returns[0]:.1f} ± {v.returns[1]:.1f} | {scores} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.surrogate_rank", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", required=True, help="a TD-MPC task with committed gradient cells, e.g. walker-walk")
+    ap.add_argument("--results", type=Path, help="its results folder (default results/tdmpc-<task>)")
+    ap.add_argument("--checkpoint", default="", help="dense checkpoint (default: the shipped one)")
+    ap.add_argument("--levels", default="0.4,0.5,0.6", help="levels of the committed solutions (default 0.4,0.5,0.6)")
+    ap.add_argument("--seed", type=int, default=0, help="cell seed of the solutions; also seeds the exchanges")
+    ap.add_argument("--exchanges", type=int, default=3, help="width exchanges per middle-level solution (default 3)")
+    ap.add_argument("--episodes", type=int, default=3, help="held-out episodes per variant (default 3)")
+    ap.add_argument("--out", type=Path, default=Path("results/surrogate_rank"),
+                    help="folder of the per-task csv; the markdown goes to <out>.md (the task's section replaced)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        levels = [float(v) for v in args.levels.split(",") if v.strip()]
+        if not levels or args.episodes < 1 or args.exchanges < 0:
+            raise ValueError("--levels needs a level, --episodes at least 1, --exchanges at least 0")
+        result_dir = args.results or Path(f"results/tdmpc-{args.task}")
+        if not (result_dir / "metrics.csv").is_file():
+            raise ValueError(f"no metrics.csv in {result_dir}")
+        usecase = get_usecase(f"tdmpc-{args.task}", args.checkpoint, evaluator="lockstep")
+        csv_path = args.out / f"{args.task}.csv"
+        variants = run_check(usecase, result_dir, levels, args.seed, args.exchanges, args.episodes, csv_path)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"surrogate_rank: error: {err}", file=sys.stderr)
+        return 2
+    command = " ".join(["python -m benchmarks.surrogate_rank", *(sys.argv[1:] if argv is None else argv)])
+    middle = levels[len(levels) // 2]
+    section = report_section(args.task, variants, middle, 0.011, command, csv_path)
+    md_path = args.out.with_suffix(".md")
+    document = md_path.read_text() if md_path.is_file() else ""
+    write_atomic(md_path, replace_section(document, args.task, section, title=TITLE))
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
