@@ -21,7 +21,7 @@ import re
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -39,23 +39,28 @@ class CheckpointMissing(CheckpointError, FileNotFoundError):
     """No file at the checkpoint path (also a FileNotFoundError for callers that catch that)."""
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """`torch.save` to a temporary file next to `path`, then rename it over `path`.
-
-    Readers see the old file or the new one, never a half-written one; concurrent writers do not collide.
-    """
+def replace_atomically(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Replace `path` in one step: `write` fills a temporary file in the same folder, which is then renamed over
+    `path`. Readers see the old file or the new one, never a half-written one; concurrent writers do not
+    collide; the file gets the usual mode (0644 under the common umask 022); on any failure (e.g. a full disk)
+    the temporary file is removed and `path` keeps its old content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """`torch.save` of `obj` to `path`, replacing it atomically (`replace_atomically`)."""
+    return replace_atomically(path, lambda handle: torch.save(obj, handle))
 
 
 def content_digest(blob: dict[str, Any]) -> str:

@@ -10,8 +10,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from agents.checkpoint import load_checkpoint
+from agents.tdmpc.checkpoint import FORMAT_VERSION, RESUME_KIND
 from agents.tdmpc.train import LOG_FILE, RESUME_FILE
 from envs.registry import action_repeat_of, make_env
 
@@ -64,7 +64,7 @@ def summarize(run: Path) -> RunSummary | None:
     resume, log = run / RESUME_FILE, run / LOG_FILE
     if not resume.exists() or not log.exists():
         return None
-    state = torch.load(resume, map_location="cpu", weights_only=True)
+    state = load_checkpoint(resume, RESUME_KIND, version=FORMAT_VERSION)
     text = log.read_text()
     command = re.findall(r"(python -m agents\.tdmpc\.train [^|]*?) \|", text)[-1]
     evals = re.findall(r"eval at (\d+) env steps: return ([\d.]+) \+- ([\d.]+)", text)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from agents.device import DEVICES, resolve_device
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.buffer import ReplayBuffer
-from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.checkpoint import CheckpointError, load_checkpoint, replace_atomically
 from agents.tdmpc.checkpoint import FORMAT_VERSION, RESUME_KIND, load_resume, save_agent, save_resume
 from agents.tdmpc.config import PRECISIONS, PRESETS, TDMPCConfig, preset
 from agents.tdmpc.evaluate import evaluate  # noqa: F401  (also imported from here)
@@ -100,9 +100,7 @@ def _write_eval_csv(path: Path, seed: int, history: list[tuple[int, float]]) -> 
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["seed", "step", "return"])
     writer.writerows([seed, step, f"{ret:.2f}"] for step, ret in history)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    replace_atomically(path, lambda handle: handle.write(buf.getvalue().encode("utf-8")))
 
 
 def _log(out: Path, line: str) -> None:

@@ -14,11 +14,12 @@ import hashlib
 import io
 import json
 import os
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
+
+from agents.checkpoint import replace_atomically
 
 DENSE = "dense"
 """The method name of the unpruned reference rows."""
@@ -92,20 +93,8 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step (temporary file in the same folder, then rename). The file gets
-    the usual mode (0644 under the common umask 022); on any failure (e.g. a full disk) the temporary file is
-    removed and `path` keeps its old content."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Replace `path` with `text` (UTF-8) in one step (`agents.checkpoint.replace_atomically`)."""
+    replace_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 _ROW_TYPES: dict[str, type | tuple[type, ...]] = {
