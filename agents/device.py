@@ -24,3 +24,15 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("--device cuda: no CUDA device is available on this machine (torch "
                          f"{torch.__version__}); use --device cpu or auto")
     return torch.device(name)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX). Without it, torch's bf16 GEMM
+    is emulated and several times slower than fp32 (`python -m benchmarks.tdmpc_speed` measures both), so
+    `agents.tdmpc.model.compute_precision` runs bf16 Linears through `Bf16LinearInFp32` instead."""
+    import torch
+
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(probe is None for probe in probes):
+        return True  # this torch cannot tell: assume the hardware is fine rather than warn wrongly
+    return any(probe() for probe in probes if probe is not None)

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from agents.device import native_bf16
 from agents.tdmpc.config import TDMPCConfig
 
 COMPONENTS: dict[str, str] = {name: name for name in ("encoder", "dynamics", "reward", "pi", "q1", "q2")}
@@ -114,16 +115,6 @@ class TOLD(nn.Module):
         return (f"TOLD(obs={self.obs_dim}, act={self.act_dim}, enc={enc}, "
                 f"latent={self.encoder[-1].out_features}, mlp={self.dynamics[0].out_features}, "
                 f"params={params:,})")
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX). Without it, torch's bf16 GEMM
-    is emulated and several times slower than fp32 (`python -m benchmarks.tdmpc_speed` measures both), so
-    `compute_precision` runs bf16 Linears through `Bf16LinearInFp32` instead."""
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if all(probe is None for probe in probes):
-        return True  # this torch cannot tell: assume the hardware is fine rather than warn wrongly
-    return any(probe() for probe in probes if probe is not None)
 
 
 def warn_if_emulated_bf16(precision: str, what: str) -> None:

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.device import resolve_device
-from agents.tdmpc.model import native_bf16
+from agents.device import native_bf16, resolve_device
 from benchmarks.sweep.cells import cell_seed, finetune_points
 from benchmarks.sweep.evaluate import prune_cell, score_cell
 from benchmarks.sweep.store import DENSE, Cell
