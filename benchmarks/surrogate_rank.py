@@ -147,10 +147,24 @@ class Scorers:
             z = model.h(self.usecase.visits().obs[start]).repeat_interleave(self.usecase.candidates, dim=0)
             return model.imagine(z, sequences, self.discount).value().view(len(start), -1)
 
-    def score(self, model: torch.nn.Module) -> dict[str, float]:
-        surrogate = self.built.problem.surrogate
-        with torch.no_grad():
-            batch_mean = sum(float(surrogate(model, step)) for step in range(SCORE_BATCHES)) / SCORE_BATCHES
+    def score(self, model: torch.nn.Module, known: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Every scorer's score of `model`; those in `known` (from an earlier run) are taken as they are."""
+        scores = dict(known or {})
+        if "surrogate" not in scores:
+            scores["surrogate"] = float(self.built.surrogate(model))
+        if "surrogate, 8 batches" not in scores:
+            with torch.no_grad():
+                surrogate = self.built.problem.surrogate
+                scores["surrogate, 8 batches"] = sum(float(surrogate(model, step))
+                                                     for step in range(SCORE_BATCHES)) / SCORE_BATCHES
+        if "planner_regret" not in scores:
+            scores["planner_regret"] = self.usecase.diagnostics(model, self.seed)["planner_regret"]
+        if "soft_regret" not in scores or "elite_value" not in scores:
+            scores.update(self._weighted_terms(model))
+        return {name: scores[name] for name in self.names}
+
+    def _weighted_terms(self, model: torch.nn.Module) -> dict[str, float]:
+        """`soft_regret` and `elite_value`, averaged over the batches."""
         regret, elite = [], []
         for (start, sequences), dense in zip(self.batches, self.dense_values):
             pruned = self._values(model, start, sequences)
@@ -160,18 +174,26 @@ class Scorers:
             regret.append(float(((dense_w - pruned_w) * dense).sum(1).mean() / spread.sqrt()))
             error = (pruned - pruned.mean(1, keepdim=True)) - (dense - dense.mean(1, keepdim=True))
             elite.append(float((dense_w * error.pow(2)).sum(1).mean() / spread))
-        return {"surrogate": float(self.built.surrogate(model)), "surrogate, 8 batches": batch_mean,
-                "planner_regret": self.usecase.diagnostics(model, self.seed)["planner_regret"],
-                "soft_regret": sum(regret) / len(regret), "elite_value": sum(elite) / len(elite)}
+        return {"soft_regret": sum(regret) / len(regret), "elite_value": sum(elite) / len(elite)}
 
 
 # -- the check -----------------------------------------------------------------------------------------
-def stored_returns(path: Path, episodes: int) -> dict[tuple[bool, str], tuple[float, float]]:
-    """Returns already measured in an earlier run's csv with the same number of episodes, by (latent, widths)."""
+@dataclass
+class Measured:
+    """What an earlier run's csv holds for one variant: its return and the scores of the scorers it had."""
+
+    returns: tuple[float, float]
+    scores: dict[str, float]
+
+
+def stored_measurements(path: Path, episodes: int) -> dict[tuple[bool, str], Measured]:
+    """The rows of an earlier run's csv with the same number of episodes, by (latent prunable, widths)."""
     if not path.is_file():
         return {}
     with open(path, newline="") as fh:
-        return {(row["latent_prunable"] == "True", row["widths"]): (float(row["return"]), float(row["return_std"]))
+        return {(row["latent_prunable"] == "True", row["widths"]):
+                Measured((float(row["return"]), float(row["return_std"])),
+                         {name: float(row[name]) for name in Scorers.names if row.get(name)})
                 for row in csv.DictReader(fh) if int(row["episodes"]) == episodes}
 
 
@@ -192,21 +214,21 @@ def spearman(variants: list[Variant], scorer: str) -> float:
 
 def run_check(usecase: TDMPCUseCase, result_dir: Path, levels: list[float], seed: int, exchanges: int,
               episodes: int, csv_path: Path, log: Callable[[str], None] = print) -> list[Variant]:
-    """Build the variants, score each (returns already in `csv_path` are reused), rewrite `csv_path` after
-    every variant, and return them."""
+    """Build the variants, score each (returns and scores already in `csv_path` are reused), rewrite `csv_path`
+    after every variant, and return them."""
     built = WidthModels(usecase, seed, True, method_importance(usecase, "gradient"))
     solutions = committed_solutions(result_dir, levels, seed, built.groups)
     middle = levels[len(levels) // 2]
     at_middle = [s for s in solutions if s.name.startswith(f"ρ {middle:g},")]
     variants = [*solutions, *ablation_variants(at_middle[0], built.groups),
                 *exchange_variants(at_middle, built.groups, built.params, exchanges, seed)]
-    scorers, known = Scorers(usecase, built, seed), stored_returns(csv_path, episodes)
+    scorers, stored = Scorers(usecase, built, seed), stored_measurements(csv_path, episodes)
     for i, variant in enumerate(variants):
         model = built.model(variant.widths)
         variant.sparsity = built.sparsity(variant.widths)
-        variant.scores = scorers.score(model)
-        key = (variant.latent_prunable, variant.widths_text)
-        variant.returns = known[key] if key in known else held_out_returns(usecase, model, episodes)
+        earlier = stored.get((variant.latent_prunable, variant.widths_text))
+        variant.scores = scorers.score(model, earlier.scores if earlier else None)
+        variant.returns = earlier.returns if earlier else held_out_returns(usecase, model, episodes)
         log(f"[{i + 1}/{len(variants)}] {variant.name}: sparsity {variant.sparsity:.3f}, return "
             f"{variant.returns[0]:.1f} ± {variant.returns[1]:.1f}, "
             + ", ".join(f"{k} {v:.4f}" for k, v in variant.scores.items()))

@@ -83,7 +83,9 @@ def test_rank_check_scores_every_variant_and_reuses_returns(tiny_agent, tmp_path
     assert "python -m benchmarks.surrogate_rank --task cartpole-swingup" in report
 
     stored = {row["widths"]: row["return"] for row in rows}
-    rows[0]["return"] = "12345.0"  # a return already measured is reused, not measured again
+    rows[0]["return"] = "12345.0"  # a return and scores already measured are reused, not measured again
+    rows[0]["planner_regret"] = "7.5"
+    rows[1]["soft_regret"] = ""  # a scorer missing from the earlier run is computed
     with open(tmp_path / "rank" / "cartpole-swingup.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, list(rows[0]))
         writer.writeheader()
@@ -91,7 +93,8 @@ def test_rank_check_scores_every_variant_and_reuses_returns(tiny_agent, tmp_path
     assert surrogate_rank.main(argv) == 0
     with open(tmp_path / "rank" / "cartpole-swingup.csv", newline="") as fh:
         again = list(csv.DictReader(fh))
-    assert again[0]["return"] == "12345.0000"
+    assert again[0]["return"] == "12345.0000" and again[0]["planner_regret"] == "7.5"
+    assert again[1]["soft_regret"] and math.isfinite(float(again[1]["soft_regret"]))
     assert [row["return"] for row in again[1:]] == [f"{float(stored[row['widths']]):.4f}" for row in again[1:]]
 
 
