@@ -13,6 +13,7 @@ them) with the return, over all variants and over those at the middle level's sp
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import random
@@ -28,6 +29,7 @@ from benchmarks.ablation import WidthModels, component_variants, method_importan
 from benchmarks.sweep.store import ResultsFolder, write_atomic
 from benchmarks.tdmpc_evaluators import replace_section
 from benchmarks.usecases import get_usecase
+from benchmarks.usecases.tdmpc.surrogate import SurrogateWeights
 from benchmarks.usecases.tdmpc.usecase import TDMPCUseCase
 from pruning import Group, ParamModel
 
@@ -126,10 +128,14 @@ class Scorers:
       dense planner's weights exp(temperature * value) minus that of the pruned planner's weights, in units
       of the dense values' spread (differentiable);
     - `elite_value`: the centered value error weighted by the dense planner's weights (the error where the
-      planner looks), in the same units (differentiable).
+      planner looks), in the same units (differentiable);
+    - `term: <name>`: one term of the surrogate alone, at weight 1, mean over the training batches 0..7
+      (`value`: the centered value error, `twin`, `pi`, `choice`, `reward`: SurrogateWeights).
     """
 
-    names = ("surrogate", "surrogate, 8 batches", "planner_regret", "soft_regret", "elite_value")
+    terms = ("value", "twin", "pi", "choice", "reward")
+    names = ("surrogate", "surrogate, 8 batches", "planner_regret", "soft_regret", "elite_value",
+             *(f"term: {term}" for term in terms))
 
     def __init__(self, usecase: TDMPCUseCase, built: WidthModels, seed: int) -> None:
         self.usecase, self.built, self.seed = usecase, built, seed
@@ -161,7 +167,22 @@ class Scorers:
             scores["planner_regret"] = self.usecase.diagnostics(model, self.seed)["planner_regret"]
         if "soft_regret" not in scores or "elite_value" not in scores:
             scores.update(self._weighted_terms(model))
+        if any(f"term: {term}" not in scores for term in self.terms):
+            scores.update(self._surrogate_terms(model))
         return {name: scores[name] for name in self.names}
+
+    def _surrogate_terms(self, model: torch.nn.Module) -> dict[str, float]:
+        """Each term of the surrogate alone: the surrogate with only that weight set (1) minus the value term."""
+        def mean_loss(**weights: float) -> float:
+            alone = copy.copy(self.built.problem.surrogate)
+            alone.weights = SurrogateWeights(**{term: weights.get(term, 0.0) for term in self.terms if term != "value"},
+                                             proposal=0.0)
+            with torch.no_grad():
+                return sum(float(alone(model, step)) for step in range(SCORE_BATCHES)) / SCORE_BATCHES
+
+        value = mean_loss()
+        return {"term: value": value,
+                **{f"term: {term}": mean_loss(**{term: 1.0}) - value for term in self.terms if term != "value"}}
 
     def _weighted_terms(self, model: torch.nn.Module) -> dict[str, float]:
         """`soft_regret` and `elite_value`, averaged over the batches."""

@@ -15,6 +15,7 @@ from benchmarks.ablation import WidthModels
 from benchmarks.surrogate_rank import Scorers, exchange_widths
 from benchmarks.sweep.store import COLUMNS
 from benchmarks.usecases import get_usecase
+from benchmarks.usecases.tdmpc.surrogate import SurrogateWeights
 
 SOLUTIONS = {
     (True, 0.4): "encoder.0:40;encoder.2:12;reward.0:30;pi.0:33;q1.3:40",
@@ -76,6 +77,11 @@ def test_rank_check_scores_every_variant_and_reuses_returns(tiny_agent, tmp_path
     origins = [row["origin"] for row in rows]
     assert origins[:6] == ["committed"] * 6 and origins.count("exchange") == 2 and "ablate" in origins
     assert all(math.isfinite(float(row[name])) for row in rows for name in Scorers.names)
+    weights = SurrogateWeights()
+    for row in rows:  # the terms add up to the surrogate with its weights
+        terms = {term: float(row[f"term: {term}"]) for term in Scorers.terms}
+        total = terms["value"] + sum(getattr(weights, term) * terms[term] for term in Scorers.terms if term != "value")
+        assert total == pytest.approx(float(row["surrogate, 8 batches"]), rel=1e-3, abs=1e-6)
     committed = {(row["latent_prunable"] == "True", row["widths"]) for row in rows[:6]}
     assert len(committed) == 6
     report = (tmp_path / "rank.md").read_text()
