@@ -269,16 +269,26 @@ def write_csv(path: Path, variants: list[Variant], episodes: int) -> None:
     write_atomic(path, text.getvalue())
 
 
-def report_section(task: str, variants: list[Variant], middle: float, eps: float, command: str,
+WORKING = 0.8
+"""The variants that work: a return of at least this fraction of the highest variant's."""
+
+
+def report_section(task: str, variants: list[Variant], middle: float, eps: float, episodes: int, command: str,
                    csv_path: Path) -> str:
-    """Markdown: the Spearman table (all variants; those within `eps` of `middle`) and every variant's row."""
+    """Markdown: the Spearman table (all variants; those within `eps` of `middle`; those that work) and every
+    variant's row."""
     near = [v for v in variants if abs(v.sparsity - middle) <= eps]
+    best = max(v.returns[0] for v in variants)
+    working = [v for v in variants if v.returns[0] >= WORKING * best]
     lines = [f"## {task}", "", f"`{command}`", "", f"Every row: `{csv_path}`. Spearman of the negated score with the "
-             f"return (1: the scorer orders the variants as the return does), over all {len(variants)} variants "
-             f"and over the {len(near)} within {eps:g} of sparsity {middle:g}.", "",
-             "| scorer | Spearman, all | Spearman, at ρ " + f"{middle:g} |", "|---|---|---|"]
+             f"return (1: the scorer orders the variants as the return does), over all {len(variants)} variants, "
+             f"over the {len(near)} within {eps:g} of sparsity {middle:g}, and over the {len(working)} that work "
+             f"(return ≥ {WORKING:g} × the highest, {best:.1f}). Returns: mean ± std over {episodes} lock-step episodes "
+             f"from env seed {RANK_SEED} on (held out).", "",
+             f"| scorer | Spearman, all | Spearman, at ρ {middle:g} | Spearman, working |", "|---|---|---|---|"]
     for name in Scorers.names:
-        lines.append(f"| {name} | {spearman(variants, name):+.2f} | {spearman(near, name):+.2f} |")
+        lines.append(f"| {name} | {spearman(variants, name):+.2f} | {spearman(near, name):+.2f} | "
+                     f"{spearman(working, name):+.2f} |")
     lines += ["", "| variant | sparsity | return | " + " | ".join(Scorers.names) + " |",
               "|" + "---|" * (3 + len(Scorers.names))]
     for v in variants:
@@ -319,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = " ".join(["python -m benchmarks.surrogate_rank", *(sys.argv[1:] if argv is None else argv)])
     middle = levels[len(levels) // 2]
-    section = report_section(args.task, variants, middle, 0.011, command, csv_path)
+    section = report_section(args.task, variants, middle, 0.011, args.episodes, command, csv_path)
     md_path = args.out.with_suffix(".md")
     document = md_path.read_text() if md_path.is_file() else ""
     write_atomic(md_path, replace_section(document, args.task, section, title=TITLE))
