@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -59,13 +59,24 @@ def evaluate(agent: TDMPC, env: gym.Env, episodes: int, seed: int,
     step = agent.step if step is None else step
     returns = []
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total, t = False, 0.0, 0
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, True, step, t0=t == 0))
-            total, t, done = total + reward, t + 1, terminated or truncated
+        total = 0.0
+        for _, _, reward in eval_episode(agent, env, seed + i, step):
+            total += reward
         returns.append(total)
     return float(np.mean(returns)), float(np.std(returns)), returns
+
+
+def eval_episode(agent: TDMPC, env: gym.Env, seed: int, step: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """One planner episode in eval mode from `env.reset(seed=seed)`, planner noise from torch's global
+    generator: yields (observation, the action taken in it, reward) per step until the task terminates or
+    truncates the episode."""
+    obs, _ = env.reset(seed=seed)
+    done, t = False, 0
+    while not done:
+        action = agent.act(obs, True, step, t0=t == 0)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        yield obs, action, reward
+        obs, t, done = next_obs, t + 1, terminated or truncated
 
 
 class LockstepEvaluator:

@@ -21,7 +21,7 @@ from agents.tdmpc.buffer import ReplayBuffer
 from agents.tdmpc.checkpoint import make_agent_env
 from agents.tdmpc.train import collect_episode, episode_limit
 from agents.tdmpc.planner import INITIAL_STD, planning_horizon
-from agents.tdmpc.evaluate import LockstepEvaluator, check_evaluator, evaluate
+from agents.tdmpc.evaluate import LockstepEvaluator, check_evaluator, eval_episode, evaluate
 from benchmarks.usecases.base import FineTuned, PruningTargets, UseCase, register_usecase, require_positive
 from benchmarks.usecases.tdmpc.surrogate import PlannerSurrogate, SurrogateWeights
 from envs import is_known_task
@@ -242,14 +242,9 @@ class TDMPCUseCase(UseCase):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(CALIB_SEED)
                 for i in range(self.calib_episodes):
-                    o, _ = self.env.reset(seed=CALIB_SEED + i)
-                    done, t = False, 0
-                    while not done:
-                        a = agent.act(o, eval_mode=True, step=agent.step, t0=t == 0)
+                    for o, a, _ in eval_episode(agent, self.env, CALIB_SEED + i, agent.step):
                         obs.append(o)
                         actions.append(a)
-                        o, _, term, trunc, _ = self.env.step(a)
-                        done, t = term or trunc, t + 1
             self._visits = Visits(torch.as_tensor(np.array(obs), dtype=torch.float32),
                                   torch.as_tensor(np.array(actions), dtype=torch.float32))
         return self._visits
