@@ -39,8 +39,9 @@ def seed_spread(csv: Path) -> dict[tuple, float]:
 
 def compare(old_csv: Path, new_csv: Path, episodes: int, spread: dict[tuple, float]) -> tuple[list[dict], str]:
     """Rows present in both metrics.csv files, joined on method, latent setting, level and seed, and the
-    markdown table of old, new, new - old, (new - old) / its standard error from the episode spread, and the
-    spread over seeds of the same setting (from `spread`, where known)."""
+    markdown table of old, new, new - old, (new - old) / its standard error from the episode spread, the
+    spread over seeds of the same setting (from `spread`, where known) and whether both pruned to the same
+    layer widths."""
     old = {tuple(r[k] for k in KEY): r for r in read_csv(old_csv)}
     joined = []
     for new in read_csv(new_csv):
@@ -50,14 +51,15 @@ def compare(old_csv: Path, new_csv: Path, episodes: int, spread: dict[tuple, flo
             se = _standard_error(old[key], episodes)
             joined.append({"key": key, "old": old[key]["metric"], "new": new["metric"], "diff": diff,
                            "z": diff / se if se > 0 else float("nan"), "old_std": old[key]["metric_std"],
-                           "seed_std": spread.get(key[:3], float("nan"))})
-    lines = ["| method | latent | rho | seed | old | new | new - old | episode std (old) | z | seed std |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+                           "seed_std": spread.get(key[:3], float("nan")),
+                           "same_widths": str(new["widths"]) == str(old[key]["widths"])})
+    lines = ["| method | latent | rho | seed | old | new | new - old | episode std (old) | z | seed std | widths |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for j in joined:
         method, latent, level, seed = j["key"]
         lines.append(f"| {method} | {'prunable' if latent else 'kept'} | {level:g} | {seed} | {j['old']:.1f} | "
                      f"{j['new']:.1f} | {j['diff']:+.1f} | {j['old_std']:.1f} | {j['z']:+.2f} | "
-                     f"{j['seed_std']:.1f} |")
+                     f"{j['seed_std']:.1f} | {'same' if j['same_widths'] else '**other**'} |")
     return joined, "\n".join(lines) + "\n"
 
 
@@ -82,8 +84,13 @@ def summary(joined: list[dict]) -> str:
     known = [j for j in joined if j["seed_std"] == j["seed_std"]]
     within_seeds = sum(abs(j["diff"]) <= 2 * j["seed_std"] for j in known)
     mean_diff = sum(j["diff"] for j in joined) / max(len(joined), 1)
+    other = [j for j in joined if not j["same_widths"]]
+    same_z = [j["z"] for j in joined if j["same_widths"] and j["z"] == j["z"]]
     text = (f"{within} of {len(joined)} cells within |z| <= 2; {within_seeds} of {len(known)} with a known seed "
-            f"spread within twice it; mean new - old {mean_diff:+.1f}.")
+            f"spread within twice it; mean new - old {mean_diff:+.1f}. {len(other)} cell(s) pruned to other widths "
+            f"(the search saw other calibration states or grid scores); over the {len(same_z)} cells with the same "
+            f"widths, mean z {statistics.fmean(same_z) if same_z else float('nan'):+.2f}, "
+            f"{sum(z > 0 for z in same_z)} above and {sum(z < 0 for z in same_z)} below zero.")
     describe = lambda j: (f"{j['key'][0]}, latent {'prunable' if j['key'][1] else 'kept'}, rho {j['key'][2]:g}, "
                           f"seed {j['key'][3]}: {j['old']:.1f} -> {j['new']:.1f}")
     if joined:
