@@ -161,6 +161,18 @@ def test_the_use_case_scores_with_the_evaluator_it_is_given(tiny_checkpoint):
         usecase("fast")
 
 
+def test_lockstep_is_the_default_evaluator_and_rows_record_theirs(tiny_checkpoint):
+    from benchmarks.sweep.cells import suite_cells
+    from benchmarks.sweep.suite import parse_suite
+    from benchmarks.sweep.worker import Worker
+
+    raw = {"name": "t", "model": "tdmpc-cartpole-swingup", "methods": ["torch-l2"], "checkpoint": str(tiny_checkpoint),
+           "model_options": {"episodes": 1, "calib_episodes": 1}}
+    worker = Worker.create(parse_suite(raw, ["tdmpc-<task>"], ["torch-l2"]))
+    row, _ = worker.run(suite_cells(worker.suite)[0])
+    assert worker.usecase.evaluator == "lockstep" and row["evaluator"] == "lockstep"
+
+
 def test_device_is_checked_in_suites_and_left_out_of_cell_fingerprints(tiny_checkpoint):
     import dataclasses
 

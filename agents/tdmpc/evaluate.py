@@ -17,10 +17,10 @@ import numpy as np
 from agents.tdmpc.agent import TDMPC
 from agents.tdmpc.planner import EpisodeNoise
 
-EVALUATORS = ("legacy", "lockstep", "sequential")
-"""`legacy`: `evaluate` (global noise, episodes in turn; the committed cells);
-`lockstep`: `LockstepEvaluator` with all episodes in one batch; `sequential`: the same evaluator, one episode
-per batch (the same returns as lockstep up to rounding)."""
+EVALUATORS = ("lockstep", "legacy", "sequential")
+"""`lockstep` (the default): `LockstepEvaluator` with all episodes in one batch; `legacy`: `evaluate` (global
+noise, episodes in turn; the committed cells); `sequential`: the lock-step evaluator, one episode per batch (the
+same returns as lockstep up to rounding)."""
 
 
 @dataclass
@@ -148,7 +148,7 @@ class LockstepEvaluator:
 
 
 def evaluate_agent(agent: TDMPC, make_env: Callable[[], gym.Env], episodes: int, seed: int,
-                   evaluator: str = "legacy", step: int | None = None) -> Evaluation:
+                   evaluator: str = "lockstep", step: int | None = None) -> Evaluation:
     """Returns of `episodes` eval-mode episodes of `agent` with the named evaluator (see EVALUATORS)."""
     check_evaluator(evaluator)
     if evaluator == "legacy":

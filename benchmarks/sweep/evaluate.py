@@ -52,6 +52,7 @@ def score_cell(usecase: UseCase, dense: nn.Module, result: PruneResult, seed: in
         **usecase.extra_metrics(dense, model, seed, kept),
         **usecase.latency(model),
         "device": str(usecase.device),
+        **usecase.recorded_settings(),
     }
 
 

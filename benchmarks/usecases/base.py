@@ -108,6 +108,11 @@ class UseCase(ABC):
         """Multiply-accumulates of one batch-1 forward."""
         return count_macs(model, self.latency_inputs()["b1"])
 
+    def recorded_settings(self) -> dict[str, Any]:
+        """Settings each row records beside its metrics that are not part of a cell's identity unless a suite
+        names them (e.g. how TD-MPC episodes are run); none by default."""
+        return {}
+
     def extras(self, model: nn.Module, seed: int) -> dict[str, Any]:
         """Side data kept with a cell for figures (e.g. reconstructions); empty by default."""
         return {}

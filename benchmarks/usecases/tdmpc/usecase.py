@@ -70,10 +70,10 @@ class TDMPCUseCase(UseCase):
     own units, default 0: off), `choice_weight` (weight of the planner-choice term, default 10),
     `proposal_weight` (weight of the policy-proposal term, default 0: off): how much worse, by the dense
     model's own estimate, the pruned policy's rollouts are than the dense policy's (the planner's pi
-    trajectories), `evaluator` (how evaluation, calibration and grid episodes run: `legacy`, default, one
-    after another with torch's global noise, as the committed cells; `lockstep`, all episodes in one batched
-    plan per step with per-episode noise; `sequential`, the same episodes and noise one after another;
-    docs/TDMPC_EXECUTION.md), `finetune_replay` (what fine-tuning's replay buffer starts with: `dense`,
+    trajectories), `evaluator` (how evaluation, calibration and grid episodes run: `lockstep`, default, all
+    episodes in one batched plan per step with per-episode noise; `legacy`, one after another with torch's
+    global noise, the evaluation that made the committed cells; `sequential`, the lock-step episodes and noise
+    one after another; docs/TDMPC_EXECUTION.md), `finetune_replay` (what fine-tuning's replay buffer starts with: `dense`,
     default, `finetune_replay_episodes` episodes of the dense agent's own (planned with exploration noise, as
     it collected its training data); `empty`, only the pruned agent's own episodes; docs/FINETUNING.md) and
     `finetune_replay_episodes` (default 10).
@@ -99,7 +99,7 @@ class TDMPCUseCase(UseCase):
     def __init__(self, task: str, checkpoint: str = "", episodes: int = 10, grid_episodes: int = 2,
                  calib_episodes: int = 2, states: int = 64, candidates: int = 16, pi_weight: float = 0.1,
                  twin_weight: float = 1.0, reward_weight: float = 0.0, noise: float = INITIAL_STD,
-                 choice_weight: float = 10.0, proposal_weight: float = 0.0, evaluator: str = "legacy",
+                 choice_weight: float = 10.0, proposal_weight: float = 0.0, evaluator: str = "lockstep",
                  finetune_replay: str = "dense", finetune_replay_episodes: int = 10) -> None:
         require_positive(f"model 'tdmpc-{task}'", episodes=episodes, grid_episodes=grid_episodes,
                          calib_episodes=calib_episodes, states=states, candidates=candidates,
@@ -144,6 +144,10 @@ class TDMPCUseCase(UseCase):
 
     def load(self) -> nn.Module:
         return self.agent().model.eval()
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """The evaluator that scored the row."""
+        return {"evaluator": self.evaluator}
 
     def set_device(self, device: torch.device) -> None:
         """Plan (evaluation, calibration rollouts, grid scores, latency) on `device`; the dense model, the
