@@ -122,13 +122,16 @@ def measure_cell(suite_name: str, method: str, level: float, evaluator: str, see
     return result
 
 
-def measure_cells(specs: list[str], threads: int) -> list[CellRow]:
-    """Each `suite:method:level` cell with the legacy evaluator, then with lock-step, on `threads` threads."""
+def measure_cells(specs: list[str], threads: int,
+                  on_pair: Callable[[list[CellRow]], None] = lambda rows: None) -> list[CellRow]:
+    """Each `suite:method:level` cell with the legacy evaluator, then with lock-step, on `threads` threads;
+    `on_pair(rows so far)` after each cell's pair."""
     torch.set_num_threads(threads)
-    rows = []
+    rows: list[CellRow] = []
     for spec in specs:
         suite_name, method, level = spec.split(":")
         rows += [measure_cell(suite_name, method, float(level), evaluator) for evaluator in ("legacy", "lockstep")]
+        on_pair(rows)
     return rows
 
 
@@ -261,7 +264,7 @@ def to_markdown(rows: list[SpeedRow], meta: dict, batches: list[BatchRow] = (),
              "Plans use the full horizon (training grows it from 1 over `horizon_schedule_steps`). Env steps/s "
              "assume one plan and one update per agent step and no evaluation. Medians; on a shared machine "
              f"they vary with load (load average at start: {meta['load']}).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             *(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] if rows else ["(no presets timed)"])]
     for r in rows:
         lines.append(f"| {r.config} | {r.params:,} | {r.plan_ms:.1f} | {r.update_ms:.1f} | {r.env_ms:.2f} | "
                      f"{r.env_steps_per_s:.0f} | {r.minutes_per_100k:.1f} | {r.plan_gflop:.2f} | "
@@ -287,6 +290,20 @@ def to_markdown(rows: list[SpeedRow], meta: dict, batches: list[BatchRow] = (),
     if cells:
         lines += cells_markdown(cells, meta)
     return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, rows: list[SpeedRow], meta: dict, batches: list[BatchRow],
+                 evaluations: list[EvalRow], cells: list[CellRow]) -> str:
+    """Write the report's .md and .json (again after each timed cell, so a long run keeps what it measured);
+    returns the markdown."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = to_markdown(rows, meta, batches, evaluations, cells)
+    out.with_suffix(".md").write_text(text)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
+                                                    "batches": [asdict(b) for b in batches],
+                                                    "evaluations": [asdict(e) for e in evaluations],
+                                                    "cells": [asdict(c) for c in cells]}, indent=1))
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -343,17 +360,13 @@ def main(argv: list[str] | None = None) -> None:
     else:
         meta["cuda_note"] = "No CUDA device was available on this machine: no GPU rows."
     evaluations = measure_evaluation(args.task, args.eval_episodes) if args.eval_episodes else []
-    meta["cells_load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    cells = measure_cells(list(filter(None, args.cells.split(","))), args.cell_threads)
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = to_markdown(rows, meta, batches, evaluations, cells)
-    out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
-                                                    "batches": [asdict(b) for b in batches],
-                                                    "evaluations": [asdict(e) for e in evaluations],
-                                                    "cells": [asdict(c) for c in cells]}, indent=1))
+    save = lambda cells: write_report(out, rows, meta, batches, evaluations, cells)
+    save([])
+    meta["cells_load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    cells = measure_cells(list(filter(None, args.cells.split(","))), args.cell_threads, save)
+    torch.set_num_threads(args.threads)
+    text = save(cells)
     print(text)
 
 
