@@ -116,6 +116,17 @@ def exchange_variants(solutions: list[Variant], groups: list[Group], params: Par
     return variants
 
 
+def distinct(variants: list[Variant]) -> list[Variant]:
+    """`variants` without those whose widths an earlier one has (its name then says so)."""
+    kept: dict[str, Variant] = {}
+    for variant in variants:
+        if variant.widths_text in kept:
+            kept[variant.widths_text].name += f" (= {variant.name})"
+        else:
+            kept[variant.widths_text] = variant
+    return list(kept.values())
+
+
 # -- scorers -------------------------------------------------------------------------------------------
 class Scorers:
     """The scores of a pruned model; lower is better for every one of them.
@@ -241,8 +252,8 @@ def run_check(usecase: TDMPCUseCase, result_dir: Path, levels: list[float], seed
     solutions = committed_solutions(result_dir, levels, seed, built.groups)
     middle = levels[len(levels) // 2]
     at_middle = [s for s in solutions if s.name.startswith(f"ρ {middle:g},")]
-    variants = [*solutions, *ablation_variants(at_middle[0], built.groups),
-                *exchange_variants(at_middle, built.groups, built.params, exchanges, seed)]
+    variants = distinct([*solutions, *ablation_variants(at_middle[0], built.groups),
+                         *exchange_variants(at_middle, built.groups, built.params, exchanges, seed)])
     scorers, stored = Scorers(usecase, built, seed), stored_measurements(csv_path, episodes)
     for i, variant in enumerate(variants):
         model = built.model(variant.widths)

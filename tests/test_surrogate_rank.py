@@ -12,7 +12,7 @@ from agents.tdmpc import TDMPC, preset
 from agents.tdmpc.checkpoint import save_agent
 from benchmarks import surrogate_rank
 from benchmarks.ablation import WidthModels
-from benchmarks.surrogate_rank import Scorers, exchange_widths
+from benchmarks.surrogate_rank import Scorers, Variant, distinct, exchange_widths
 from benchmarks.sweep.store import COLUMNS
 from benchmarks.usecases import get_usecase
 from benchmarks.usecases.tdmpc.surrogate import SurrogateWeights
@@ -65,6 +65,12 @@ def test_exchanges_move_width_and_keep_the_parameter_count(tiny_agent):
                 assert widths["encoder.2"] == full["encoder.2"]
     moved = [exchange_widths(solution, built.groups, built.params, rng, 1, True) for _ in range(10)]
     assert any(widths != solution for widths in moved)
+
+
+def test_variants_with_the_same_widths_are_scored_once():
+    first, same, other = (Variant(name, "committed", widths, prunable) for name, widths, prunable in
+                          (("a", {"x": 1}, True), ("b", {"x": 1}, False), ("c", {"x": 2}, True)))
+    assert distinct([first, same, other]) == [first, other] and first.name == "a (= b)"
 
 
 def test_rank_check_scores_every_variant_and_reuses_returns(tiny_agent, tmp_path):
