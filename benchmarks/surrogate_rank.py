@@ -280,6 +280,22 @@ def write_csv(path: Path, variants: list[Variant], episodes: int) -> None:
     write_atomic(path, text.getvalue())
 
 
+def bootstrap_interval(variants: list[Variant], scorer: str, draws: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """5th and 95th percentile of `spearman` over `draws` resamples of the variants (with replacement; resamples
+    where it is undefined are left out): how much the figure owes to which variants happen to be in the set."""
+    rng = random.Random(seed)
+    values = sorted(value for value in (spearman(rng.choices(variants, k=len(variants)), scorer) for _ in range(draws))
+                    if value == value)
+    if not values:
+        return float("nan"), float("nan")
+    return values[int(0.05 * (len(values) - 1))], values[int(0.95 * (len(values) - 1))]
+
+
+def with_interval(variants: list[Variant], scorer: str) -> str:
+    low, high = bootstrap_interval(variants, scorer)
+    return f"{spearman(variants, scorer):+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 WORKING = 0.8
 """The variants that work: a return of at least this fraction of the highest variant's."""
 
@@ -294,12 +310,13 @@ def report_section(task: str, variants: list[Variant], middle: float, eps: float
     lines = [f"## {task}", "", f"`{command}`", "", f"Every row: `{csv_path}`. Spearman of the negated score with the "
              f"return (1: the scorer orders the variants as the return does), over all {len(variants)} variants, "
              f"over the {len(near)} within {eps:g} of sparsity {middle:g}, and over the {len(working)} that work "
-             f"(return ≥ {WORKING:g} × the highest, {best:.1f}). Returns: mean ± std over {episodes} lock-step episodes "
-             f"from env seed {RANK_SEED} on (held out).", "",
+             f"(return ≥ {WORKING:g} × the highest, {best:.1f}). In brackets: the 5th and 95th percentile over 1000 "
+             f"bootstrap resamples of the variants. Returns: mean ± std over {episodes} lock-step episodes from env "
+             f"seed {RANK_SEED} on (held out).", "",
              f"| scorer | Spearman, all | Spearman, at ρ {middle:g} | Spearman, working |", "|---|---|---|---|"]
     for name in Scorers.names:
-        lines.append(f"| {name} | {spearman(variants, name):+.2f} | {spearman(near, name):+.2f} | "
-                     f"{spearman(working, name):+.2f} |")
+        lines.append(f"| {name} | {with_interval(variants, name)} | {with_interval(near, name)} | "
+                     f"{with_interval(working, name)} |")
     lines += ["", "| variant | sparsity | return | " + " | ".join(Scorers.names) + " |",
               "|" + "---|" * (3 + len(Scorers.names))]
     for v in variants:

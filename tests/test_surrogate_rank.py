@@ -12,7 +12,7 @@ from agents.tdmpc import TDMPC, preset
 from agents.tdmpc.checkpoint import save_agent
 from benchmarks import surrogate_rank
 from benchmarks.ablation import WidthModels
-from benchmarks.surrogate_rank import Scorers, Variant, distinct, exchange_widths
+from benchmarks.surrogate_rank import Scorers, Variant, bootstrap_interval, distinct, exchange_widths, spearman
 from benchmarks.sweep.store import COLUMNS
 from benchmarks.usecases import get_usecase
 from benchmarks.usecases.tdmpc.surrogate import SurrogateWeights
@@ -71,6 +71,17 @@ def test_variants_with_the_same_widths_are_scored_once():
     first, same, other = (Variant(name, "committed", widths, prunable) for name, widths, prunable in
                           (("a", {"x": 1}, True), ("b", {"x": 1}, False), ("c", {"x": 2}, True)))
     assert distinct([first, same, other]) == [first, other] and first.name == "a (= b)"
+
+
+def test_spearman_of_the_negated_score_and_its_bootstrap_interval():
+    variants = [Variant(str(i), "exchange", {"x": i}, True, returns=(float(r), 1.0), scores={"s": float(sc)})
+                for i, (r, sc) in enumerate([(900, 0.1), (800, 0.2), (700, 0.3), (600, 0.5), (100, 9.0)])]
+    assert spearman(variants, "s") == pytest.approx(1.0)
+    variants[0].scores["s"], variants[1].scores["s"] = 0.2, 0.1  # the two best swapped
+    assert spearman(variants, "s") == pytest.approx(0.9)
+    low, high = bootstrap_interval(variants, "s")
+    assert -1.0 <= low < 0.9 and high == pytest.approx(1.0)
+    assert math.isnan(spearman(variants[:2], "s"))
 
 
 def test_rank_check_scores_every_variant_and_reuses_returns(tiny_agent, tmp_path):
