@@ -180,7 +180,7 @@ class Scorers:
             scores.update(self._weighted_terms(model))
         if any(f"term: {term}" not in scores for term in self.terms):
             scores.update(self._surrogate_terms(model))
-        return {name: scores[name] for name in self.names}
+        return {name: float(f"{scores[name]:.6g}") for name in self.names}  # as the csv keeps them: ties stay ties
 
     def _surrogate_terms(self, model: torch.nn.Module) -> dict[str, float]:
         """Each term of the surrogate alone: the surrogate with only that weight set (1) minus the value term."""
