@@ -121,7 +121,8 @@ def test_damaged_metrics_csv_is_one_line_for_table(tmp_path: Path) -> None:
 
 def test_ctrl_c_ends_a_pooled_run_within_seconds(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "benchmarks.cli", "bench", "--suite", "ae", "--methods", "grid", "--sparsities",
-           "0.5,0.6", "--seeds", "0", "--workers", "2", "--out", str(tmp_path), "--quiet"]
+           "0.3,0.4,0.5,0.6,0.7,0.8", "--seeds", "0,1", "--workers", "2", "--out", str(tmp_path), "--quiet"]
+    # 12 grid cells: the run is still going when the signal arrives, even if this process is descheduled
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     cells = tmp_path / "ae" / "cells"
     deadline = time.time() + 300
