@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     gflops = rates.get(args.threads) or matmul_gflops()
     flags = sys.argv[1:] if argv is None else argv
-    meta = {"command": " ".join(["python -m benchmarks.tdmpc_speed", *flags]),
+    meta = {"command": "python -m benchmarks.tdmpc_speed " + shlex.join(flags),
             "nproc": os.cpu_count(), "threads": args.threads, "task": args.task,
             "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gflops": gflops,
             "gflops_by_threads": rates,
