@@ -103,11 +103,14 @@ def exchange_widths(widths: Mapping[str, int], groups: list[Group], params: Para
 
 def exchange_variants(solutions: list[Variant], groups: list[Group], params: ParamModel, count: int,
                       seed: int) -> list[Variant]:
-    """`count` width exchanges (1-3 moves each) of every solution, seeded, none equal to its solution."""
+    """Up to `count` width exchanges (1-3 moves each) of every solution, seeded, none equal to its solution
+    (fewer where 100 tries per exchange find no move, e.g. every movable group whole)."""
     rng, variants = random.Random(seed), []
     for solution in solutions:
         made = 0
-        while made < count:
+        for _ in range(100 * count):
+            if made == count:
+                break
             widths = exchange_widths(solution.widths, groups, params, rng, rng.randint(1, 3), solution.latent_prunable)
             if widths != solution.widths:
                 made += 1

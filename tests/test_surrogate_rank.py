@@ -12,7 +12,8 @@ from agents.tdmpc import TDMPC, preset
 from agents.tdmpc.checkpoint import save_agent
 from benchmarks import surrogate_rank
 from benchmarks.ablation import WidthModels
-from benchmarks.surrogate_rank import Scorers, Variant, bootstrap_interval, distinct, exchange_widths, spearman
+from benchmarks.surrogate_rank import (Scorers, Variant, bootstrap_interval, distinct, exchange_variants, exchange_widths,
+                                      spearman)
 from benchmarks.sweep.store import COLUMNS
 from benchmarks.usecases import get_usecase
 from benchmarks.usecases.tdmpc.surrogate import SurrogateWeights
@@ -65,6 +66,8 @@ def test_exchanges_move_width_and_keep_the_parameter_count(tiny_agent):
                 assert widths["encoder.2"] == full["encoder.2"]
     moved = [exchange_widths(solution, built.groups, built.params, rng, 1, True) for _ in range(10)]
     assert any(widths != solution for widths in moved)
+    whole = Variant("dense", "committed", full, True)  # nothing to grow: no exchange, and no endless search
+    assert exchange_variants([whole], built.groups, built.params, 2, 0) == []
 
 
 def test_variants_with_the_same_widths_are_scored_once():
