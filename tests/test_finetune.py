@@ -7,8 +7,6 @@ import json
 import pytest
 import torch
 
-from agents.tdmpc import TDMPC, preset
-from agents.tdmpc.checkpoint import save_agent
 from benchmarks.report.finetune import finetune_table
 from benchmarks.report.plots import make_plots
 from benchmarks.sweep.cells import cell_fingerprinter, suite_cells
@@ -78,14 +76,9 @@ def test_autoencoder_fine_tuning_trains_the_pruned_net_and_keeps_masks(method) -
 
 
 @pytest.fixture(scope="module")
-def tiny_agent_usecase(tmp_path_factory):
-    torch.manual_seed(0)
-    agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
-    agent.step = 10_000
-    path = tmp_path_factory.mktemp("agent") / "agent.pt"
-    save_agent(path, agent, "cartpole-swingup")
-    return get_usecase("tdmpc-cartpole-swingup", str(path), episodes=1, grid_episodes=1, calib_episodes=1,
-                       states=8, candidates=4, finetune_replay_episodes=1)
+def tiny_agent_usecase(tiny_agent_path):
+    return get_usecase("tdmpc-cartpole-swingup", str(tiny_agent_path), episodes=1, grid_episodes=1,
+                       calib_episodes=1, states=8, candidates=4, finetune_replay_episodes=1)
 
 
 def model_loss(usecase, model: torch.nn.Module) -> float:

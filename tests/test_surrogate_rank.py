@@ -6,10 +6,7 @@ import math
 import random
 
 import pytest
-import torch
 
-from agents.tdmpc import TDMPC, preset
-from agents.tdmpc.checkpoint import save_agent
 from benchmarks import surrogate_rank
 from benchmarks.ablation import WidthModels
 from benchmarks.surrogate_rank import (Scorers, Variant, bootstrap_interval, distinct, exchange_variants, exchange_widths,
@@ -29,16 +26,6 @@ SOLUTIONS = {
 """Kept widths of a tiny agent's stand-in gradient cells (their sparsities need not meet the levels)."""
 
 
-@pytest.fixture(scope="module")
-def tiny_agent(tmp_path_factory):
-    torch.manual_seed(0)
-    agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
-    agent.step = 10_000
-    path = tmp_path_factory.mktemp("agent") / "agent.pt"
-    save_agent(path, agent, "cartpole-swingup")
-    return path
-
-
 def write_cells(folder, solutions=SOLUTIONS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "metrics.csv", "w", newline="") as fh:
@@ -51,8 +38,8 @@ def write_cells(folder, solutions=SOLUTIONS) -> None:
             writer.writerow(row)
 
 
-def test_exchanges_move_width_and_keep_the_parameter_count(tiny_agent):
-    usecase = get_usecase("tdmpc-cartpole-swingup", str(tiny_agent), calib_episodes=1, states=8, candidates=4)
+def test_exchanges_move_width_and_keep_the_parameter_count(tiny_agent_path):
+    usecase = get_usecase("tdmpc-cartpole-swingup", str(tiny_agent_path), calib_episodes=1, states=8, candidates=4)
     built = WidthModels(usecase, 0, True, "magnitude")
     full = {g.label: g.width for g in built.groups}
     solution = {**full, "encoder.0": 32, "reward.0": 20, "pi.0": 24, "q1.3": 30}
@@ -87,9 +74,9 @@ def test_spearman_of_the_negated_score_and_its_bootstrap_interval():
     assert math.isnan(spearman(variants[:2], "s"))
 
 
-def test_rank_check_scores_every_variant_and_reuses_returns(tiny_agent, tmp_path):
+def test_rank_check_scores_every_variant_and_reuses_returns(tiny_agent_path, tmp_path):
     write_cells(tmp_path / "cells")
-    argv = ["--task", "cartpole-swingup", "--checkpoint", str(tiny_agent), "--results", str(tmp_path / "cells"),
+    argv = ["--task", "cartpole-swingup", "--checkpoint", str(tiny_agent_path), "--results", str(tmp_path / "cells"),
             "--episodes", "1", "--exchanges", "1", "--out", str(tmp_path / "rank")]
     assert surrogate_rank.main(argv) == 0
     with open(tmp_path / "rank" / "cartpole-swingup.csv", newline="") as fh:
@@ -124,9 +111,9 @@ def test_rank_check_scores_every_variant_and_reuses_returns(tiny_agent, tmp_path
     assert [row["return"] for row in again[1:]] == [f"{float(stored[row['widths']]):.4f}" for row in again[1:]]
 
 
-def test_missing_cells_are_one_line_and_nothing_is_written(tiny_agent, tmp_path, capsys):
+def test_missing_cells_are_one_line_and_nothing_is_written(tiny_agent_path, tmp_path, capsys):
     write_cells(tmp_path / "cells", {key: value for key, value in SOLUTIONS.items() if key != (False, 0.5)})
-    argv = ["--task", "cartpole-swingup", "--checkpoint", str(tiny_agent), "--results", str(tmp_path / "cells"),
+    argv = ["--task", "cartpole-swingup", "--checkpoint", str(tiny_agent_path), "--results", str(tmp_path / "cells"),
             "--out", str(tmp_path / "rank")]
     assert surrogate_rank.main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -34,14 +34,9 @@ def surrogate_values(path, models: list[torch.nn.Module], **options) -> list[flo
 
 
 @pytest.fixture(scope="module")
-def tiny_usecase(tmp_path_factory):
-    torch.manual_seed(0)
-    agent = TDMPC(preset("tiny"), obs_dim=5, act_dim=1)
-    agent.step = 10_000
-    path = tmp_path_factory.mktemp("agent") / "agent.pt"
-    save_agent(path, agent, "cartpole-swingup")
-    return get_usecase("tdmpc-cartpole-swingup", str(path), episodes=1, grid_episodes=1, calib_episodes=1,
-                       states=8, candidates=4)
+def tiny_usecase(tiny_agent_path):
+    return get_usecase("tdmpc-cartpole-swingup", str(tiny_agent_path), episodes=1, grid_episodes=1,
+                       calib_episodes=1, states=8, candidates=4)
 
 
 @pytest.mark.parametrize("method", ["torch-random", "torch-l2", "tp-random", "tp-magnitude", "grid", "gradient"])
