@@ -25,6 +25,7 @@ from agents.tdmpc.evaluate import LockstepEvaluator, evaluate
 from agents.tdmpc.planner import EpisodeNoise
 from benchmarks.sweep.store import Cell
 from benchmarks.sweep.suite import load_suite
+from benchmarks.sweep.executors import CELL_THREADS
 from benchmarks.sweep.worker import Worker, machine_info
 from envs import make_env
 from envs.dmc import PHYSICS_STEPS_PER_EPISODE
@@ -323,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cells", default="tdmpc-walker-walk:gradient:0.5,tdmpc-walker-walk:grid:0.3",
                     help="comma-separated suite:method:level whole cells (latent prunable, seed 0) to time with "
                          "both evaluators ('': none)")
-    ap.add_argument("--cell-threads", type=int, default=2, help="torch threads of the whole cells")
+    ap.add_argument("--cell-threads", type=int, default=CELL_THREADS,
+                    help="torch threads of the whole cells (default: those of a `ctrlprune bench` worker)")
     ap.add_argument("--out", default="results/tdmpc_speed", help="output path without extension")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
