@@ -36,7 +36,7 @@ class SpeedRow:
     """Timings of one configuration."""
 
     config: str
-    """Preset and precision, e.g. cpu/fp32."""
+    """Preset, precision and update mode, e.g. cpu/fp32/eager (and the device where not the CPU)."""
     params: int
     """TOLD parameters."""
     plan_ms: float
@@ -205,14 +205,15 @@ def gflop(fn: Callable[[], object]) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def measure(name: str, cfg: TDMPCConfig, task: str, repeats: int, gflops: float) -> SpeedRow:
-    """Time planning, updating and stepping the environment for one configuration."""
+def measure(name: str, cfg: TDMPCConfig, task: str, repeats: int, gflops: float, update_mode: str = "eager",
+            device: str = "cpu") -> SpeedRow:
+    """Time planning, updating and stepping the environment for one configuration (FLOPs of eager calls)."""
     env = make_env(task, seed=0)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     repeat = env.dmc_spec.action_repeat
     length = PHYSICS_STEPS_PER_EPISODE // repeat
-    agent = TDMPC(cfg, obs_dim, act_dim)
-    buffer = ReplayBuffer(obs_dim, act_dim, 10 * length, cfg.horizon)
+    agent = TDMPC(cfg, obs_dim, act_dim, device, update_mode=update_mode)
+    buffer = ReplayBuffer(obs_dim, act_dim, 10 * length, cfg.horizon, device=device)
     for _ in range(10):
         buffer.add(torch.randn(length + 1, obs_dim), torch.rand(length, act_dim) * 2 - 1, torch.rand(length))
     late = cfg.horizon_schedule_steps + cfg.std_schedule_steps
@@ -221,8 +222,10 @@ def measure(name: str, cfg: TDMPCConfig, task: str, repeats: int, gflops: float)
     update = lambda: agent.update(buffer, 1)
     action = np.zeros(act_dim, np.float32)
     env_ms = median_ms(lambda: env.step(action), 50)
-    plan_ms, update_ms = median_ms(plan, repeats), median_ms(update, max(repeats // 2, 3))
-    plan_gf, update_gf = gflop(plan), gflop(update)
+    plan_ms, update_ms = median_ms(plan, repeats, device=device), median_ms(update, max(repeats // 2, 3), device=device)
+    eager = TDMPC(cfg, obs_dim, act_dim, device, plan_mode="eager", update_mode="eager")
+    plan_gf = gflop(lambda: eager.plan(obs, step=late, t0=False))
+    update_gf = gflop(lambda: eager.update(buffer, 1))
     per_step = plan_ms + update_ms + env_ms
     return SpeedRow(name, sum(p.numel() for p in agent.model.parameters()), plan_ms, update_ms, env_ms,
                     repeat * 1e3 / per_step, 1e5 / repeat * per_step / 6e4, plan_gf, update_gf,
@@ -264,7 +267,8 @@ def to_markdown(rows: list[SpeedRow], meta: dict, batches: list[BatchRow] = (),
              + ", ".join(f"**{g:.0f} GFLOP/s** with {n} thread(s)" for n, g in meta["gflops_by_threads"].items())
              + f"; the roofline columns divide each call's counted FLOPs by the {meta['threads']}-thread rate.",
              "Plans use the full horizon (training grows it from 1 over `horizon_schedule_steps`). Env steps/s "
-             "assume one plan and one update per agent step and no evaluation. Medians; on a shared machine "
+             "assume one plan and one update per agent step and no evaluation. A config is preset/precision/update "
+             "mode (eager, or compile: torch.compile); FLOPs are counted on eager calls. Medians; on a shared machine "
              f"they vary with load (load average at start: {meta['load']}).", "",
              *(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] if rows else ["(no presets timed)"])]
     for r in rows:
@@ -315,11 +319,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=20, help="timed plans (updates: half)")
     ap.add_argument("--configs", default="cpu/fp32,cpu/bf16,upstream/fp32,upstream/bf16",
-                    help="comma-separated preset/precision pairs")
+                    help="comma-separated preset/precision[/update mode] (update mode: eager, the default, or "
+                         "compile)")
     ap.add_argument("--batches", default="1,10,48", help="comma-separated E of the batched-planning table")
     ap.add_argument("--batch-threads", default="1,2", help="thread counts of the batched-planning table")
     ap.add_argument("--batch-config", default="cpu/fp32", help="preset/precision of the batched-planning table")
-    ap.add_argument("--compile", action="store_true", help="also time the batched plan under torch.compile on the CPU")
+    ap.add_argument("--compile", action="store_true", help="also time the batched plan and the update (batch config) under torch.compile on the CPU")
     ap.add_argument("--eval-episodes", type=int, default=10, help="episodes of the evaluation table (0: skip it)")
     ap.add_argument("--cells", default="tdmpc-walker-walk:gradient:0.5,tdmpc-walker-walk:grid:0.3",
                     help="comma-separated suite:method:level whole cells (latent prunable, seed 0) to time with "
@@ -341,11 +346,15 @@ def main(argv: list[str] | None = None) -> None:
             "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gflops": gflops,
             "gflops_by_threads": rates,
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg()), **machine_info()}
+    configs = [f"{c}/eager" if c.count("/") == 1 else c for c in filter(None, args.configs.split(","))]
+    configs += [f"{args.batch_config}/compile"] * args.compile
+    if torch.cuda.is_available():
+        configs += [f"{args.batch_config}/compile/cuda"]
     rows = []
-    for item in filter(None, args.configs.split(",")):
-        name, precision = item.split("/")
+    for item in configs:
+        name, precision, mode, device = (item.split("/") + ["cpu"])[:4]
         rows.append(measure(item, replace(preset(name), precision=precision), args.task,
-                            args.repeats if name != "upstream" else max(args.repeats // 4, 3), gflops))
+                            args.repeats if name != "upstream" else max(args.repeats // 4, 3), gflops, mode, device))
         print(rows[-1])
     name, precision = args.batch_config.split("/")
     batch_cfg, counts = replace(preset(name), precision=precision), [int(e) for e in args.batches.split(",")]

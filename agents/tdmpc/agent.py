@@ -11,14 +11,29 @@ from agents.tdmpc.config import TDMPCConfig
 from agents.tdmpc.model import TOLD, compute_precision
 from agents.tdmpc.planner import MPPIPlanner, NoiseSource
 
+UPDATE_MODES = ("auto", "eager", "compile")
+"""How an update runs: `eager` op by op; `compile` the model and policy losses, forward and backward, through
+`torch.compile` (`reduce-overhead` on CUDA: captured as CUDA graphs and replayed) with a fused Adam on CUDA;
+`auto` is `compile` on CUDA and `eager` on the CPU (docs/TDMPC_EXECUTION.md has the measurements)."""
+
+
+def resolve_update_mode(mode: str, device: torch.device) -> str:
+    """`eager` or `compile`: what `mode` (one of UPDATE_MODES) means on `device`."""
+    if mode not in UPDATE_MODES:
+        raise ValueError(f"update mode must be one of {', '.join(UPDATE_MODES)}, got {mode!r}")
+    if mode == "auto":
+        return "compile" if device.type == "cuda" else "eager"
+    return mode
+
 
 class TDMPC:
     """TD-MPC (Hansen et al., 2022) on a CPU or GPU: plans with MPPI, learns TOLD by TD-learning."""
 
     def __init__(self, cfg: TDMPCConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu",
-                 plan_mode: str = "auto") -> None:
+                 plan_mode: str = "auto", update_mode: str = "auto") -> None:
         self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
         self.device = torch.device(device)
+        self.update_mode = resolve_update_mode(update_mode, self.device)
         self.model = TOLD(cfg, obs_dim, act_dim).to(self.device)
         self.reset_training_state()
         self.planner = MPPIPlanner(cfg, act_dim, plan_mode)
@@ -38,8 +53,14 @@ class TDMPC:
         pi_ids = {id(p) for p in self._pi_params}
         self._model_params = [p for p in self.model.parameters() if id(p) not in pi_ids]
         self._q_params = [*self.model.q1.parameters(), *self.model.q2.parameters()]
-        self.optim = torch.optim.Adam(self._model_params, lr=self.cfg.lr)
-        self.pi_optim = torch.optim.Adam(self._pi_params, lr=self.cfg.lr)
+        fused = {"fused": True} if self.update_mode == "compile" and self.device.type == "cuda" else {}
+        self.optim = torch.optim.Adam(self._model_params, lr=self.cfg.lr, **fused)
+        self.pi_optim = torch.optim.Adam(self._pi_params, lr=self.cfg.lr, **fused)
+        self._model_losses, self._policy_loss = self.losses, self.policy_loss
+        if self.update_mode == "compile":
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._model_losses = torch.compile(self.losses, dynamic=False, mode=mode)
+            self._policy_loss = torch.compile(self.policy_loss, dynamic=False, mode=mode)
 
     def __repr__(self) -> str:
         return f"TDMPC({self.model!r}, {self.planner!r})"
@@ -100,9 +121,12 @@ class TDMPC:
         return out
 
     def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float]:
-        """One gradient step of model and policy on a prioritized batch; returns the losses."""
+        """One gradient step of model and policy on a prioritized batch; returns the losses (one host
+        synchronisation per update)."""
+        if self.update_mode == "compile" and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
         b = buffer.sample(self.cfg.batch_size)
-        loss = self.losses(b)
+        loss = self._model_losses(b)
         self.optim.zero_grad(set_to_none=True)
         (loss["weighted"] / self.cfg.horizon).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, self.cfg.grad_clip_norm)
@@ -111,26 +135,32 @@ class TDMPC:
         pi_loss = self._update_pi(loss["zs"].detach(), b.alive)
         if step % self.cfg.update_freq == 0:
             self.ema()
-        metrics = {f"{k}_loss": loss[k].mean().item() for k in ("consistency", "reward", "value", "total")}
-        return {**metrics, "pi_loss": pi_loss, "weighted_loss": loss["weighted"].item(),
-                "grad_norm": float(grad_norm)}
+        names = ("consistency_loss", "reward_loss", "value_loss", "total_loss", "pi_loss", "weighted_loss",
+                 "grad_norm")
+        values = [loss[k].detach().mean() for k in ("consistency", "reward", "value", "total")]
+        values += [pi_loss.detach(), loss["weighted"].detach(), grad_norm.detach().float()]
+        return dict(zip(names, torch.stack(values).tolist()))
 
-    def _update_pi(self, zs: torch.Tensor, alive: torch.Tensor) -> float:
-        """Policy step: maximise min(Q1, Q2) at pi's actions along the (detached) latent rollout, up to the
+    def policy_loss(self, zs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        """Negative min(Q1, Q2) at pi's actions along the latent rollout zs, rho-discounted, up to the
         terminal state (`alive`)."""
-        for p in self._q_params:
-            p.requires_grad_(False)
         with compute_precision(self.cfg.precision, self.device.type):
             a = self.model.pi_action(zs, self.cfg.min_std)
             q = torch.minimum(*self.model.Q(zs, a)).float()
-        loss = -(self._rho[: zs.shape[0]] * alive * q).mean(dim=(1, 2)).sum()
+        return -(self._rho[: zs.shape[0]] * alive * q).mean(dim=(1, 2)).sum()
+
+    def _update_pi(self, zs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        """Policy step on the (detached) latent rollout; Q is held fixed. Returns the loss."""
+        for p in self._q_params:
+            p.requires_grad_(False)
+        loss = self._policy_loss(zs, alive)
         self.pi_optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self._pi_params, self.cfg.grad_clip_norm)
         self.pi_optim.step()
         for p in self._q_params:
             p.requires_grad_(True)
-        return loss.item()
+        return loss
 
     @torch.no_grad()
     def ema(self) -> None:

@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from agents.device import DEVICES, resolve_device
-from agents.tdmpc.agent import TDMPC
+from agents.tdmpc.agent import TDMPC, UPDATE_MODES
 from agents.tdmpc.buffer import ReplayBuffer
 from agents.checkpoint import CheckpointError, load_checkpoint, replace_atomically
 from agents.tdmpc.checkpoint import FORMAT_VERSION, RESUME_KIND, load_resume, save_agent, save_resume
@@ -61,6 +61,8 @@ class TrainArgs:
     """torch intra-op threads (1 is fastest when the 2 cores are shared with other jobs)."""
     device: str = "auto"
     """Where models, planner and replay live: auto (CUDA where available), cpu or cuda."""
+    update_mode: str = "auto"
+    """How updates run: eager, compile (torch.compile; CUDA graphs on CUDA) or auto (compile on CUDA only)."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -71,7 +73,8 @@ class TrainArgs:
                  + (f"--action-repeat {self.action_repeat} " if self.action_repeat else "")
                  + (f"--precision {self.precision} " if self.precision else "") +
                  f"--out {self.output_dir()} --eval-freq {self.eval_freq} --eval-episodes {self.eval_episodes} "
-                 f"--save-freq {self.save_freq} --threads {self.threads} --device {self.device}")
+                 f"--save-freq {self.save_freq} --threads {self.threads} --device {self.device} "
+                 f"--update-mode {self.update_mode}")
         return f"python -m agents.tdmpc.train {flags}"
 
     def output_dir(self) -> Path:
@@ -147,7 +150,7 @@ class Trainer:
         """How to rebuild the environment, stored in every checkpoint of the run (`env`)."""
         obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
         self.total = args.steps // self.repeat
-        self.agent = TDMPC(self.cfg, obs_dim, act_dim, self.device)
+        self.agent = TDMPC(self.cfg, obs_dim, act_dim, self.device, update_mode=args.update_mode)
         episode = episode_limit(self.env)
         capacity = -(-self.total // episode) * episode + episode  # episodes may end early (terminating tasks)
         self.buffer = ReplayBuffer(obs_dim, act_dim, min(capacity, self.cfg.max_buffer_size),
@@ -322,13 +325,16 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     ap.add_argument("--threads", type=int, default=d.threads)
     ap.add_argument("--device", default=d.device, choices=DEVICES,
                     help="where models, planner and replay run: auto (CUDA where available), cpu or cuda")
+    ap.add_argument("--update-mode", default=d.update_mode, choices=UPDATE_MODES,
+                    help="how updates run: eager, compile (torch.compile; CUDA graphs on CUDA) or auto "
+                         "(compile on CUDA, eager on the CPU)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = ap.parse_args(argv)
     if a.action_repeat < 0:
         ap.error(f"--action-repeat must be >= 1 (or 0 for the task's default), got {a.action_repeat}")
     return TrainArgs(task=a.task, action_repeat=a.action_repeat, plugins=tuple(a.plugin), seed=a.seed, steps=a.steps, preset=a.preset, precision=a.precision, out_dir=a.out,
                      eval_freq=a.eval_freq, eval_episodes=a.eval_episodes, save_freq=a.save_freq,
-                     threads=a.threads, device=a.device, progress=not a.no_progress)
+                     threads=a.threads, device=a.device, update_mode=a.update_mode, progress=not a.no_progress)
 
 
 def main(argv: list[str] | None = None) -> None:
