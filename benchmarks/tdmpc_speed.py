@@ -82,7 +82,8 @@ class EvalRow:
     """Wall time of one cell's evaluation episodes of the shipped agent."""
 
     evaluator: str
-    """legacy (one after another, the committed cells) or lockstep."""
+    """legacy (one after another, the committed cells) or lockstep, with its environments stepped inline or
+    async (each in a process of its own)."""
     episodes: int
     seconds: float
     """Whole evaluation."""
@@ -182,12 +183,14 @@ def measure_evaluation(task: str, episodes: int) -> list[EvalRow]:
     start = time.perf_counter()
     mean, _, _ = evaluate(agent, make_env(task, seed=0), episodes, seed)
     rows = [EvalRow("legacy", episodes, time.perf_counter() - start, float("nan"), float("nan"), mean)]
-    evaluator = LockstepEvaluator(lambda: make_env(task, seed=0))
-    evaluator.envs(episodes)  # made before the clock starts, as the use case keeps them
-    start = time.perf_counter()
-    result = evaluator.run(agent, episodes, seed)
-    rows.append(EvalRow("lockstep", episodes, time.perf_counter() - start, result.plan_seconds,
-                        result.env_seconds, result.mean))
+    for stepping in ("inline", "async"):
+        evaluator = LockstepEvaluator(lambda: make_env(task, seed=0), stepping=stepping)
+        evaluator.envs(episodes) if stepping == "inline" else evaluator.vector_env(episodes)  # made before the clock
+        start = time.perf_counter()
+        result = evaluator.run(agent, episodes, seed)
+        rows.append(EvalRow(f"lockstep, {stepping} env steps", episodes, time.perf_counter() - start,
+                            result.plan_seconds, result.env_seconds, result.mean))
+        evaluator.close()
     print(*rows, sep="\n")
     return rows
 
@@ -289,7 +292,8 @@ def to_markdown(rows: list[SpeedRow], meta: dict, batches: list[BatchRow] = (),
         lines += ["", "## One cell's evaluation", "",
                   f"{evaluations[0].episodes} evaluation episodes of the shipped {meta['task']} agent (seed 0 of "
                   "the use case), one after another (legacy, the committed cells) and lock-step (one batched plan "
-                  "per step); dm_control stepping is the env share.", "",
+                  "per step), its environments stepped inline (in this process, one after another) or async (each in a "
+                  "process of its own, all at once); dm_control stepping is the env share.", "",
                   "| evaluator | episodes | seconds | plan s | env s | mean return |", "|---|---|---|---|---|---|"]
         lines += [f"| {e.evaluator} | {e.episodes} | {e.seconds:.1f} | {e.plan_seconds:.1f} | {e.env_seconds:.1f} | "
                   f"{e.mean_return:.1f} |" for e in evaluations]

@@ -1,4 +1,5 @@
 """Batched planning, lock-step evaluation and devices of TD-MPC (tiny agents; CUDA parts skip without a GPU)."""
+import numpy as np
 import pytest
 import torch
 
@@ -83,6 +84,26 @@ def test_lockstep_episodes_give_the_returns_of_sequential_episodes():
     assert len(legacy.returns) == 1
     with pytest.raises(ValueError, match="evaluator"):
         evaluate_agent(agent, factory, 1, 7, "fast")
+
+
+def test_async_stepping_gives_the_returns_and_trajectories_of_inline_stepping():
+    env = make_env("cartpole-swingup", seed=0)
+    agent = tiny_agent(env.observation_space.shape[0], env.action_space.shape[0])
+    factory = lambda: make_env("cartpole-swingup", seed=0)
+    inline = LockstepEvaluator(factory, stepping="inline").run(agent, 3, 7, LATE, record=True)
+    stepper = LockstepEvaluator(factory, stepping="async")
+    try:
+        parallel = stepper.run(agent, 3, 7, LATE, record=True)
+        again = stepper.run(agent, 3, 7, LATE)  # the processes are reused
+    finally:
+        stepper.close()
+    assert parallel.returns == inline.returns == again.returns and parallel.steps == inline.steps
+    for ours, theirs in zip(parallel.observations + parallel.actions, inline.observations + inline.actions):
+        assert np.array_equal(ours, theirs)
+    assert stepper.steps_async(agent, 3)
+    assert not LockstepEvaluator(factory).steps_async(agent, 3)  # auto: inline on the CPU
+    with pytest.raises(ValueError, match="stepping must be one of"):
+        LockstepEvaluator(factory, stepping="threads")
 
 
 @pytest.mark.filterwarnings("ignore:for .* copying from a non-meta parameter")

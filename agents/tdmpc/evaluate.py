@@ -21,6 +21,11 @@ EVALUATORS = ("lockstep", "legacy", "sequential")
 """`lockstep` (the default): `LockstepEvaluator` with all episodes in one batch; `legacy`: `evaluate` (global
 noise, episodes in turn; the committed cells); `sequential`: the lock-step evaluator, one episode per batch (the
 same returns as lockstep up to rounding)."""
+STEPPINGS = ("auto", "inline", "async")
+"""How lock-step episodes step their environments: `inline` one after another in this process; `async` each in
+a process of its own, all at once (gymnasium's AsyncVectorEnv); `auto` is `async` when the agent plans on CUDA
+(a plan then costs less than the steps) and `inline` on the CPU, where stepping is a few per cent of the time
+(docs/TDMPC_EXECUTION.md)."""
 
 
 @dataclass
@@ -86,12 +91,16 @@ class LockstepEvaluator:
     draws its planner noise from its own generator seeded with seed + i. Episodes that end early keep being
     planned for with their last observation (fixed batch shapes) until all have ended; their returns are final
     when they end. With `lockstep=False` the episodes run one after another (batches of one), with the same
-    returns up to float rounding. Environments are made once (`make_env`) and reused.
+    returns up to float rounding. Environments are made once (`make_env`) and reused; `stepping` (see
+    STEPPINGS) says whether they step in this process or in processes of their own.
     """
 
-    def __init__(self, make_env: Callable[[], gym.Env], lockstep: bool = True) -> None:
-        self.make_env, self.lockstep = make_env, lockstep
+    def __init__(self, make_env: Callable[[], gym.Env], lockstep: bool = True, stepping: str = "auto") -> None:
+        if stepping not in STEPPINGS:
+            raise ValueError(f"stepping must be one of {', '.join(STEPPINGS)}, got {stepping!r}")
+        self.make_env, self.lockstep, self.stepping = make_env, lockstep, stepping
         self._envs: list[gym.Env] = []
+        self._vector: gym.vector.AsyncVectorEnv | None = None
 
     def __repr__(self) -> str:
         return f"LockstepEvaluator({'lock-step' if self.lockstep else 'sequential'}, {len(self._envs)} envs)"
@@ -101,6 +110,26 @@ class LockstepEvaluator:
         while len(self._envs) < count:
             self._envs.append(self.make_env())
         return self._envs[:count]
+
+    def vector_env(self, count: int) -> gym.vector.AsyncVectorEnv:
+        """`count` environments in processes of their own, made once per count and reused (no autoreset)."""
+        if self._vector is None or self._vector.num_envs != count:
+            self.close()
+            self._vector = gym.vector.AsyncVectorEnv([self.make_env] * count, context="fork",
+                                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+        return self._vector
+
+    def close(self) -> None:
+        """End the processes of the async environments, if any."""
+        if self._vector is not None:
+            self._vector.close()
+            self._vector = None
+
+    def steps_async(self, agent: TDMPC, episodes: int) -> bool:
+        """Whether episodes of `agent` step their environments in processes of their own."""
+        if self.stepping == "auto":
+            return agent.device.type == "cuda" and episodes > 1
+        return self.stepping == "async"
 
     def run(self, agent: TDMPC, episodes: int, seed: int, step: int | None = None,
             record: bool = False) -> Evaluation:
@@ -121,9 +150,11 @@ class LockstepEvaluator:
         return [self.run(agent, episodes, seed, step) for agent in agents]
 
     def _episodes(self, agent: TDMPC, seeds: list[int], step: int, record: bool) -> Evaluation:
-        envs, noise = self.envs(len(seeds)), EpisodeNoise.seeded(seeds)
+        steppers = (AsyncSteps(self.vector_env(len(seeds))) if self.steps_async(agent, len(seeds))
+                    else InlineSteps(self.envs(len(seeds))))
+        noise = EpisodeNoise.seeded(seeds)
         begin = time.perf_counter()
-        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
+        obs = steppers.reset(seeds)
         env_seconds, plan_seconds = time.perf_counter() - begin, 0.0
         totals, done, t = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=bool), 0
         visited: list[list[np.ndarray]] = [[] for _ in seeds]
@@ -133,18 +164,52 @@ class LockstepEvaluator:
             begin = time.perf_counter()
             actions = agent.act(obs, eval_mode=True, step=step, t0=t == 0, noise=noise)
             plan_seconds += time.perf_counter() - begin
-            begin = time.perf_counter()
-            for k in np.flatnonzero(~done):
-                if record:
+            if record:
+                for k in np.flatnonzero(~done):
                     visited[k].append(obs[k].copy())
                     taken[k].append(actions[k])
-                obs[k], reward, terminated, truncated, _ = envs[k].step(actions[k])
-                totals[k] += reward
-                done[k] = terminated or truncated
+            begin = time.perf_counter()
+            next_obs, reward, ended = steppers.step(actions, ~done)
             env_seconds += time.perf_counter() - begin
+            live = ~done
+            obs[live], totals[live] = next_obs[live], totals[live] + reward[live]
+            done |= ended
             t += 1
         trajectories = ([np.stack(v) for v in visited], [np.stack(a) for a in taken]) if record else ([], [])
         return Evaluation([float(r) for r in totals], plan_seconds, env_seconds, t, *trajectories)
+
+
+class InlineSteps:
+    """Environments stepped one after another in this process; ended episodes are not stepped."""
+
+    def __init__(self, envs: list[gym.Env]) -> None:
+        self.envs = envs
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        return np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, seeds)])
+
+    def step(self, actions: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Next observations, rewards and whether each episode ended (zeros where not `live`)."""
+        obs = np.zeros((len(self.envs), *self.envs[0].observation_space.shape), dtype=np.float32)
+        reward, ended = np.zeros(len(self.envs)), np.zeros(len(self.envs), dtype=bool)
+        for k in np.flatnonzero(live):
+            obs[k], reward[k], terminated, truncated, _ = self.envs[k].step(actions[k])
+            ended[k] = terminated or truncated
+        return obs, reward, ended
+
+
+class AsyncSteps:
+    """Environments in processes of their own, stepped all at once; what ended episodes return is ignored."""
+
+    def __init__(self, vector: gym.vector.AsyncVectorEnv) -> None:
+        self.vector = vector
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        return self.vector.reset(seed=seeds)[0].copy()
+
+    def step(self, actions: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        obs, reward, terminated, truncated, _ = self.vector.step(actions)
+        return obs, np.asarray(reward, dtype=np.float64), (terminated | truncated) & live
 
 
 def evaluate_agent(agent: TDMPC, make_env: Callable[[], gym.Env], episodes: int, seed: int,
