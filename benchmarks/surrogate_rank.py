@@ -26,6 +26,7 @@ import torch
 from scipy.stats import spearmanr
 
 from benchmarks.ablation import WidthModels, component_variants, method_importance, parse_widths
+from benchmarks.cli import describe_os_error, raised_by_a_check
 from benchmarks.sweep.store import ResultsFolder, write_atomic
 from benchmarks.tdmpc_evaluators import replace_section
 from benchmarks.usecases import get_usecase
@@ -155,7 +156,7 @@ class Scorers:
         self.usecase, self.built, self.seed = usecase, built, seed
         agent = usecase.agent()
         self.discount, self.temperature = agent.cfg.discount, agent.cfg.temperature
-        self.batches = [usecase._batch(step, seed) for step in range(SCORE_BATCHES)]
+        self.batches = [usecase.surrogate_batch(step, seed) for step in range(SCORE_BATCHES)]
         self.dense_values = [self._values(agent.model, start, sequences) for start, sequences in self.batches]
 
     def __repr__(self) -> str:
@@ -355,8 +356,13 @@ def main(argv: list[str] | None = None) -> int:
         usecase = get_usecase(f"tdmpc-{args.task}", args.checkpoint, evaluator="lockstep")
         csv_path = args.out / f"{args.task}.csv"
         variants = run_check(usecase, result_dir, levels, args.seed, args.exchanges, args.episodes, csv_path)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, RuntimeError) as err:
+        if not raised_by_a_check(err):
+            raise  # a bug, not the input: its traceback
         print(f"surrogate_rank: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"surrogate_rank: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     command = " ".join(["python -m benchmarks.surrogate_rank", *(sys.argv[1:] if argv is None else argv)])
     middle = levels[len(levels) // 2]

@@ -120,3 +120,16 @@ def test_missing_cells_are_one_line_and_nothing_is_written(tiny_agent_path, tmp_
     assert err.count("\n") == 0 and "no gradient cell at sparsity 0.5" in err and "latent kept" in err
     assert not (tmp_path / "rank").exists() and not (tmp_path / "rank.md").exists()
     assert surrogate_rank.main([*argv[:6], "--results", str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_bug_inside_the_check_shows_its_traceback(tiny_agent_path, tmp_path, monkeypatch):
+    write_cells(tmp_path / "cells", SOLUTIONS)
+    argv = ["--task", "cartpole-swingup", "--checkpoint", str(tiny_agent_path), "--results", str(tmp_path / "cells"),
+            "--out", str(tmp_path / "rank")]
+
+    def broken(*args, **kwargs):
+        return int("not a number")  # a ValueError that no check of the input raised
+
+    monkeypatch.setattr(surrogate_rank, "committed_solutions", broken)
+    with pytest.raises(ValueError, match="invalid literal"):
+        surrogate_rank.main(argv)

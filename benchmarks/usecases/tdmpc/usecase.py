@@ -262,7 +262,9 @@ class TDMPCUseCase(UseCase):
         levels = torch.linspace(0, self.noise, self.candidates).repeat(len(start)).view(1, -1, 1)
         return (taken + torch.randn(taken.shape, generator=gen) * levels).clamp(-1, 1)
 
-    def _batch(self, step: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def surrogate_batch(self, step: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `step` of the surrogate for `seed`: start states [states] drawn from the calibration visits and
+        their candidate action sequences."""
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
         start = torch.randint(len(self.visits().obs), (self.states,), generator=gen)
         return start, self._sequences(start, gen)
@@ -270,9 +272,9 @@ class TDMPCUseCase(UseCase):
     # -- the pruning problem ---------------------------------------------------------------------------
     def problem(self, model: nn.Module, seed: int, latent_prunable: bool) -> PruningProblem:
         visits, agent = self.visits(), self.agent()
-        heldout = self._batch(-1, seed + 7919)
+        heldout = self.surrogate_batch(-1, seed + 7919)
         surrogate = PlannerSurrogate(
-            agent.model, visits.obs, lambda step: heldout if step < 0 else self._batch(step % 64, seed),
+            agent.model, visits.obs, lambda step: heldout if step < 0 else self.surrogate_batch(step % 64, seed),
             candidates=self.candidates, horizon=planning_horizon(agent.cfg, agent.step), discount=agent.cfg.discount,
             temperature=agent.cfg.temperature, weights=self.weights)
 
@@ -312,7 +314,7 @@ class TDMPCUseCase(UseCase):
             if agent.device.type == "cuda":
                 torch.cuda.synchronize(agent.device)
             times.append((time.perf_counter() - begin) * 1e3)
-        start, seqs = self._batch(0, 0)
+        start, seqs = self.surrogate_batch(0, 0)
         z = model.h(obs[start]).repeat_interleave(self.candidates, dim=0)[:256]
         value_times = []
         with torch.inference_mode():
