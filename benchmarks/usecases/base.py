@@ -34,7 +34,13 @@ class PruningTargets:
     """Fraction of the dense metric `method` keeps at every level up to `up_to`."""
     up_to: float = 0.5
     headline: float = 0.2
+    """The level at which `method` must clearly beat `rival`."""
     time_ratio: float = 0.2
+    collapsed: float = 0.1
+    """Below this fraction of the dense metric a baseline has collapsed: `method` under it is not a miss."""
+    floor_level: float | None = None
+    """A level past `up_to` at which `method` must still keep `floor_keep` of the dense metric (None: no target)."""
+    floor_keep: float = 0.5
 
 
 @dataclass

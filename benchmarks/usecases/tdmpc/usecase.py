@@ -82,7 +82,7 @@ class TDMPCUseCase(UseCase):
     metric_name = "return"
     latent_layer = "encoder.2"
     targets = PruningTargets(method="gradient", rival="tp-magnitude", slower="grid",
-                             levels=tuple(round(0.1 * i, 1) for i in range(1, 10)))
+                             levels=tuple(round(0.1 * i, 1) for i in range(1, 10)), floor_level=0.6)
     code_versions = {"gradient": "5"}
     """docs/METHOD.md lists what each version changed."""
     method_defaults = {
