@@ -4,6 +4,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter, defaultdict
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from benchmarks.report.finetune import finetune_line, finetune_table
@@ -98,8 +99,34 @@ def winning_starts(result_dir: Path, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(rows: list[dict[str, Any]], title: str, command: str, starts: str = "") -> str:
-    """The whole summary page of a suite; `starts` is the table of `winning_starts`."""
+def final_selections(result_dir: Path, rows: list[dict[str, Any]]) -> str:
+    """What the gradient option `final_candidates` did in each series and level (`final_selection` in a cell
+    file's `extra.search`: [surrogate, validation metric, widths] per hardened solution); "" when no cell
+    records one."""
+    current = {_row_key(r) for r in rows}
+    found: dict[tuple[str, float], list[tuple[float, float, float, bool]]] = defaultdict(list)
+    for blob in ResultsFolder(result_dir).cell_blobs():
+        candidates = blob.get("extra", {}).get("search", {}).get("final_selection")
+        if candidates and _row_key(blob["row"]) in current:
+            by_surrogate = min(candidates, key=lambda c: c[0])
+            chosen = max(candidates, key=lambda c: c[1])
+            key = (series_name(blob["row"]), blob["row"]["target_sparsity"])
+            found[key].append((by_surrogate[1], chosen[1], blob["row"]["metric"], chosen[2] != by_surrogate[2]))
+    if not found:
+        return ""
+    lines = ["| method | ρ | cells | choice changed | validation metric, surrogate's pick | validation metric, chosen "
+             "| metric of the chosen (mean) |", "|---|---|---|---|---|---|---|"]
+    for (series, level), cells in sorted(found.items()):
+        picked, chosen, metric = (fmean(c[i] for c in cells) for i in range(3))
+        lines.append(f"| {series} | {level:g} | {len(cells)} | {sum(c[3] for c in cells)} | {picked:.1f} | "
+                     f"{chosen:.1f} | {metric:.1f} |")
+    return "\n".join(lines)
+
+
+def summary_markdown(rows: list[dict[str, Any]], title: str, command: str, starts: str = "",
+                     selections: str = "") -> str:
+    """The whole summary page of a suite; `starts` is the table of `winning_starts`, `selections` that of
+    `final_selections`."""
     if not rows:
         return f"# {title}\n\nNo finished cells yet.\n"
     metric = rows[0]["metric_name"]
@@ -121,13 +148,16 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str, start
     parts += ["## Search cost", search_table(rows), compute_line(rows)]
     if starts:
         parts += ["## Winning start of the multi-start searches", starts]
+    if selections:
+        parts += ["## Final selection among the search's best solutions (means over seeds)", selections]
     parts.append(mask_note(rows))
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
 def suite_summary(result_dir: Path, rows: list[dict[str, Any]], title: str, command: str) -> str:
-    """`summary_markdown` of a result folder's rows, with the winning starts its cell files record."""
-    return summary_markdown(rows, title, command, winning_starts(result_dir, rows))
+    """`summary_markdown` of a result folder's rows, with the winning starts and final selections its cell files
+    record."""
+    return summary_markdown(rows, title, command, winning_starts(result_dir, rows), final_selections(result_dir, rows))
 
 
 def write_summary(result_dir: Path, command: str) -> Path:
