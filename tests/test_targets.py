@@ -67,3 +67,11 @@ def test_floor_level_is_judged():
     assert table["gradient ≥ 50% of dense at ρ 0.6, latent prunable"] == ("41.0 % (41.0 ± 0.8)", "**missed**")
     assert table["gradient ≥ 50% of dense at ρ 0.6, latent kept"][1] == "**missed**"
     assert dict((t, v) for t, _, v in judge(rows({}, baseline=30.0)))["gradient ≥ 50% of dense at ρ 0.6, latent kept"] == "met"
+
+
+def test_one_seed_says_that_its_spread_is_unknown():
+    table = judge(rows({}, baseline=50.0, seeds=(0,)))
+    spread_based = [verdict for target, _, verdict in table if "std" in target or "clearly" in target]
+    assert len(spread_based) == 3 and all(v == "met (one seed: no spread over seeds, every gap counts)"
+                                          for v in spread_based)
+    assert all(verdict == "met" for target, _, verdict in table if not ("std" in target or "clearly" in target))

@@ -4,7 +4,8 @@ For each suite and latent setting (means over seeds, as the summaries show them)
 1. the `method` keeps at least `keep` of the dense metric at every level up to `up_to`;
 2. the `method` is not below any baseline (mask and structural methods the suite ran) at any level by more than
    the two methods' summed standard deviations over seeds; where the baseline keeps less than `collapsed` of
-   the dense metric both have collapsed and a difference is not a miss;
+   the dense metric both have collapsed and a difference is not a miss (from one seed there is no spread, and
+   the verdict says so);
 3. at the `headline` level, with the latent prunable, the `method` clearly beats the `rival`: the two means
    are further apart than twice the sum of their standard deviations over seeds;
 4. the mean search time of the `method` is at most `time_ratio` of the `slower` search's;
@@ -34,10 +35,12 @@ def _complete(means: dict[float, tuple[float, float, int]], seeds: int, levels: 
     return len(means) == levels and all(m[2] == seeds for m in means.values())
 
 
-def _verdict(ok: bool, complete: bool, measured: bool = True) -> str:
+def _verdict(ok: bool, complete: bool, measured: bool = True, seeds: int = 2) -> str:
+    """The verdict cell; `seeds` < 2 says that a spread over seeds, where the target uses one, is not known."""
     if not measured:
         return "not measured yet"
-    return ("met" if ok else "**missed**") + ("" if complete else " (incomplete: cells missing)")
+    return (("met" if ok else "**missed**") + ("" if complete else " (incomplete: cells missing)")
+            + ("" if seeds > 1 else " (one seed: no spread over seeds, every gap counts)"))
 
 
 def _baselines_row(rows: list[dict[str, Any]], targets: PruningTargets, found: dict[float, tuple[float, float, int]],
@@ -61,7 +64,7 @@ def _baselines_row(rows: list[dict[str, Any]], targets: PruningTargets, found: d
                      f"against a baseline below {targets.collapsed:.0%} of dense)")
     setting = "latent prunable" if latent else "latent kept"
     return (f"{targets.method} not below any baseline by more than the summed std at any level, {setting}",
-            measured, _verdict(not below, complete, found != {}))
+            measured, _verdict(not below, complete, found != {}, seeds))
 
 
 def _floor_row(targets: PruningTargets, ours: tuple[float, float, int] | None, setting: str, dense: float,
@@ -98,7 +101,7 @@ def judge(rows: list[dict[str, Any]], targets: PruningTargets) -> list[tuple[str
         gap, margin = ours[0] - rival[0], 2 * (ours[1] + rival[1])
         out.append((f"{name} clearly beats {targets.rival} at ρ {targets.headline:g}, latent prunable",
                     f"{ours[0]:.1f} ± {ours[1]:.1f} vs {rival[0]:.1f} ± {rival[1]:.1f} (gap {gap:.1f}, 2 × summed std {margin:.1f})",
-                    _verdict(gap > margin, ours[2] == rival[2] == seeds)))
+                    _verdict(gap > margin, ours[2] == rival[2] == seeds, seeds=seeds)))
     for latent in (True, False):
         times = {m: mean_std([r["search_seconds"] for r in rows if r["method"] == m and r["latent_prunable"] == latent])[0]
                  for m in (name, targets.slower)}
