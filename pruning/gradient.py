@@ -63,7 +63,11 @@ class GradientConfig:
     final_candidates: int = 0
     """After the descent, score the this many best distinct in-band iterates (by the held-out surrogate) with
     problem.metric, the true task metric on validation data, and keep the one it rates best (0: off, the
-    surrogate's best is kept)."""
+    surrogate's best is kept; with `final_widen` at least the best is scored)."""
+    final_widen: int = 0
+    """Also score, with problem.metric, this many widened variants of the surrogate's best solution: each
+    doubles one of its narrowest groups (by kept fraction, up to full width) and pays for it by the greedy
+    start's removals from the groups wider than that (see `widened`); 0: off."""
 
     def __post_init__(self) -> None:
         self.starts = tuple(self.starts)
@@ -74,9 +78,9 @@ class GradientConfig:
             raise ValueError(f"select must be 'heldout' or 'last', got {self.select!r}")
         if self.steps < 1 or self.eval_every < 1 or self.greedy_chunks < 1:
             raise ValueError("steps, eval_every and greedy_chunks must be >= 1")
-        if self.probe_steps < 0 or self.final_candidates < 0:
-            raise ValueError(f"probe_steps and final_candidates must be >= 0, got {self.probe_steps} and "
-                             f"{self.final_candidates}")
+        if min(self.probe_steps, self.final_candidates, self.final_widen) < 0:
+            raise ValueError(f"probe_steps, final_candidates and final_widen must be >= 0, got {self.probe_steps}, "
+                             f"{self.final_candidates} and {self.final_widen}")
         if self.importance not in IMPORTANCES:
             raise ValueError(f"importance must be one of {list(IMPORTANCES)}, got {self.importance!r}")
 
@@ -95,14 +99,18 @@ def uniform_start(ctx: SearchContext, groups: list[Group] | None = None) -> floa
     return solve_ratio(sparsity, ctx, hi=ctx.problem.c_max)
 
 
-def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int, lazy: bool = False) -> dict[str, int]:
-    """Hard widths from the dense model: each move removes one chunk (1/chunks of the width, not below the
-    c_max floor) from the group whose removal raises the surrogate (batch 0, hard masks) least per parameter
-    saved, until the sparsity reaches the aim. `lazy`: rescore a group only while its score from an earlier
-    move is the best (lazy greedy: a cut rarely gets cheaper after other cuts), not every group every move."""
+def greedy_widths(ctx: SearchContext, masks: SoftMasks, chunks: int, lazy: bool = False,
+                  start: Mapping[str, int] | None = None, keep: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Hard widths from `start` (default: the dense model): each move removes one chunk (1/chunks of the full
+    width, not below the c_max floor nor below `keep`'s width for the group) from the group whose removal raises
+    the surrogate (batch 0, hard masks) least per parameter saved, until the sparsity reaches the aim. `lazy`:
+    rescore a group only while its score from an earlier move is the best (lazy greedy: a cut rarely gets cheaper
+    after other cuts), not every group every move."""
     surrogate = ctx.problem.surrogate
-    floor = {g.label: g.width - n_removed(ctx.problem.c_max, g.width, g.block) for g in ctx.prunable}
-    widths = {g.label: g.width for g in ctx.groups}
+    keep = keep or {}
+    floor = {g.label: max(g.width - n_removed(ctx.problem.c_max, g.width, g.block), keep.get(g.label, 0))
+             for g in ctx.prunable}
+    widths = {g.label: g.width for g in ctx.groups} if start is None else dict(start)
     earlier: dict[str, float] = {}
 
     def loss(candidate: dict[str, int]) -> float:
@@ -245,6 +253,31 @@ def nearest_in_band(ctx: SearchContext, widths: Mapping[str, int], max_combinati
     return {label: int(w) for label, w in zip(ctx.params.labels, base[best].tolist())}
 
 
+def widened(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int], count: int, chunks: int
+            ) -> dict[str, dict[str, int]]:
+    """Up to `count` in-band variants of `widths` by the label of the group they widen, one per group among its `count` narrowest (by kept fraction,
+    at most half kept): that group's width is doubled (up to full width), and the groups still wider pay for it
+    by the greedy start's removals, none cut below the grown group's kept fraction; `fix_up` then settles any
+    overshoot. Variants that cannot be paid for are dropped. The search keeps bottleneck groups narrow where the
+    surrogate underrates them; these variants let the task metric judge wider ones."""
+    full = {g.label: g.width for g in ctx.prunable}
+    narrow = sorted((label for label in full if widths[label] * 2 <= full[label]), key=lambda l: widths[l] / full[l])
+    variants = {}
+    for label in narrow[:count]:
+        grown = {**widths, label: min(full[label], 2 * widths[label])}
+        share = grown[label] / full[label]
+        keep = {other: max(math.ceil(share * full[other]), 1) if widths[other] > share * full[other] else widths[other]
+                for other in full}
+        keep[label] = grown[label]
+        paid = greedy_widths(ctx, masks, chunks, start=grown, keep=keep)
+        if ctx.hard_sparsity(paid) < ctx.aim:
+            continue
+        variant = fix_up(ctx, masks, paid)
+        if ctx.acceptable(ctx.hard_sparsity(variant)) and all(variant[l] >= keep[l] for l in keep):
+            variants[label] = variant
+    return variants
+
+
 class _Tracker:
     """Keeps the best in-band hardened iterate, scored by the surrogate on held-out data."""
 
@@ -283,14 +316,14 @@ class _Tracker:
 
 
 def select_by_metric(problem: PruningProblem, ctx: SearchContext, order: Mapping[str, torch.Tensor],
-                     means: Mapping[str, torch.Tensor] | None, leaders: list[tuple[float, dict[str, int]]]
+                     means: Mapping[str, torch.Tensor] | None, candidates: list[tuple[float, dict[str, int], str]]
                      ) -> tuple[dict[str, int], list[list]]:
-    """The widths among `leaders` whose hardened model problem.metric rates highest, and a record
-    [[surrogate, metric, widths], ...] of every leader scored."""
+    """The widths among `candidates` (surrogate, widths, origin) whose hardened model problem.metric rates
+    highest, and a record [[surrogate, metric, widths, origin], ...] of every candidate scored."""
     record = []
-    for surrogate, widths in leaders:
+    for surrogate, widths, origin in candidates:
         model, _, _ = harden_with_means(problem, ctx.groups, order, widths, means)
-        record.append([surrogate, float(problem.metric(model.eval())), widths])
+        record.append([surrogate, float(problem.metric(model.eval())), widths, origin])
     return max(record, key=lambda row: row[1])[2], record
 
 
@@ -365,8 +398,9 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
     cfg = GradientConfig(**options)
     if problem.surrogate is None:
         raise ValueError("method 'gradient' needs problem.surrogate(model, step) -> differentiable loss")
-    if cfg.final_candidates and problem.metric is None:
-        raise ValueError("option final_candidates of method 'gradient' needs problem.metric (the true task metric)")
+    if (cfg.final_candidates or cfg.final_widen) and problem.metric is None:
+        raise ValueError("options final_candidates and final_widen of method 'gradient' need problem.metric "
+                         "(the true task metric)")
     ctx = prepare(problem, target, eps)
     ctx.floor = target if cfg.at_least_target else None
     order = ranking(problem, ctx.groups, cfg.importance, seed)
@@ -389,8 +423,12 @@ def gradient(problem: PruningProblem, target: float, *, eps: float = 0.01, seed:
             leader.run(cfg.steps)
         widths = tracker.choice()
         final: list[list] = []
-        if cfg.final_candidates and tracker.best is not None:
-            widths, final = select_by_metric(problem, ctx, order, means, tracker.leaders(cfg.final_candidates))
+        if (cfg.final_candidates or cfg.final_widen) and tracker.best is not None:
+            pool = [(score, leader, "search") for score, leader in tracker.leaders(max(cfg.final_candidates, 1))]
+            for label, variant in widened(ctx, masks, widths, cfg.final_widen, cfg.greedy_chunks).items():
+                if all(variant != known for _, known, _ in pool):
+                    pool.append((tracker.heldout(variant), variant, f"widened {label}"))
+            widths, final = select_by_metric(problem, ctx, order, means, pool)
         band_fallback = not ctx.acceptable(ctx.hard_sparsity(widths))
         if band_fallback:
             widths = widen_to_band(ctx, masks, widths)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from pruning import GradientConfig, SoftMasks, build_groups, get_method, harden_widths, kept_widths, prepare, ranking
-from pruning.gradient import fix_up, greedy_widths, start_coefficients, uniform_start
+from pruning.gradient import fix_up, greedy_widths, start_coefficients, uniform_start, widened
 from test_groups import TinyAE, ae_problem
 
 
@@ -72,6 +72,26 @@ def test_fix_up_moves_single_channels_into_the_band(trained_problem):
         assert ctx.in_band(ctx.hard_sparsity(fixed))
 
 
+def test_widened_variants_double_a_narrow_group_and_pay_from_the_wider_ones(trained_problem):
+    ctx = prepare(trained_problem, 0.7, 0.01)
+    ctx.floor = 0.7
+    masks = SoftMasks(trained_problem.model, ctx.groups, ranking(trained_problem, ctx.groups), init=0.3,
+                      temperature=0.05)
+    full = {g.label: g.width for g in ctx.prunable}
+    with masks:
+        solution = fix_up(ctx, masks, greedy_widths(ctx, masks, chunks=8))
+        variants = widened(ctx, masks, solution, 2, chunks=8)
+    narrow = sorted((l for l in full if 2 * solution[l] <= full[l]), key=lambda l: solution[l] / full[l])
+    assert ctx.acceptable(ctx.hard_sparsity(solution)) and narrow and variants
+    for label, variant in variants.items():
+        assert ctx.acceptable(ctx.hard_sparsity(variant)) and variant != solution
+        grown = [l for l in narrow[:2] if variant[l] >= min(full[l], 2 * solution[l])]
+        assert grown == [label]
+        share = variant[grown[0]] / full[grown[0]]
+        shrunk = [l for l in full if variant[l] < solution[l]]
+        assert shrunk and all(solution[l] / full[l] > share and variant[l] / full[l] >= share for l in shrunk)
+
+
 def test_gradient_input_errors(trained_problem):
     with pytest.raises(ValueError, match="needs problem.surrogate"):
         get_method("gradient")(ae_problem(), 0.5)
@@ -79,10 +99,11 @@ def test_gradient_input_errors(trained_problem):
         get_method("gradient")(trained_problem, 0.5, budget=3)
     with pytest.raises(ValueError, match="select must be"):
         GradientConfig(select="best")
-    with pytest.raises(ValueError, match="final_candidates of method 'gradient' needs problem.metric"):
-        get_method("gradient")(trained_problem, 0.5, final_candidates=2)
-    with pytest.raises(ValueError, match="final_candidates"):
-        GradientConfig(final_candidates=-1)
+    for option in ("final_candidates", "final_widen"):
+        with pytest.raises(ValueError, match="final_widen of method 'gradient' need problem.metric"):
+            get_method("gradient")(trained_problem, 0.5, **{option: 2})
+        with pytest.raises(ValueError, match=option):
+            GradientConfig(**{option: -1})
     assert len(build_groups(trained_problem)) == 5
 
 

@@ -113,13 +113,25 @@ def test_final_selection_keeps_the_leader_the_episodes_rate_best(tiny_usecase):
     result = get_method("gradient")(problem, 0.5, seed=0, **options)
     scored = result.info["final_selection"]
     assert 2 <= len(scored) <= 3 and result.evaluations == len(scored) and result.in_band
-    surrogates = [surrogate for surrogate, _, _ in scored]
+    surrogates = [surrogate for surrogate, *_ in scored]
     assert surrogates == sorted(surrogates) and surrogates[0] == result.info["heldout_best"]
-    assert len({tuple(sorted(widths.items())) for _, _, widths in scored}) == len(scored)
+    assert len({tuple(sorted(widths.items())) for _, _, widths, _ in scored}) == len(scored)
     assert result.widths == max(scored, key=lambda row: row[1])[2]
     plain = get_method("gradient")(problem, 0.5, seed=0, **tiny_usecase.method_options("gradient", FAST["gradient"]))
     assert plain.info["final_selection"] == [] and plain.evaluations == 0
     assert plain.widths == scored[0][2]  # off, the surrogate's best is kept
+
+
+def test_final_selection_also_scores_widened_variants(tiny_usecase):
+    problem = tiny_usecase.problem(tiny_usecase.load(), 0, latent_prunable=True)
+    options = tiny_usecase.method_options("gradient", {**FAST["gradient"], "final_candidates": 1, "final_widen": 2})
+    result = get_method("gradient")(problem, 0.7, seed=0, **options)
+    scored = result.info["final_selection"]
+    assert len(scored) >= 2 and result.evaluations == len(scored) and result.in_band
+    assert scored[0][0] == result.info["heldout_best"] and scored[0][3] == "search"
+    assert all(origin.startswith("widened ") for *_, origin in scored[1:])
+    assert len({tuple(sorted(widths.items())) for _, _, widths, _ in scored}) == len(scored)
+    assert result.widths == max(scored, key=lambda row: row[1])[2]
 
 
 def test_pruned_target_keeps_the_dense_targets_own_weights(tiny_usecase):
