@@ -139,13 +139,13 @@ def test_final_selections_compare_the_surrogates_pick_with_the_chosen_solution(t
     cells = tmp_path / "cells"
     cells.mkdir()
     changed, kept = row("gradient", 0.5, metric=840.0), row("gradient", 0.6, metric=40.0)
-    selections = {"a": (changed, [[0.3, 800.0, {"pi.0": 18}], [0.5, 880.0, {"pi.0": 21}]]),
+    selections = {"a": (changed, [[0.3, 800.0, {"pi.0": 18}, "search"], [0.5, 880.0, {"pi.0": 36}, "widened pi.0"]]),
                   "b": (kept, [[0.2, 50.0, {"pi.0": 9}], [0.4, 30.0, {"pi.0": 7}]])}
     for name, (cell_row, candidates) in selections.items():
         (cells / f"{name}.json").write_text(json.dumps({"row": cell_row, "extra": {"search": {"final_selection": candidates}}}))
     table = final_selections(tmp_path, [changed, kept])
-    assert "| gradient | 0.5 | 1 | 1 | 800.0 | 880.0 | 840.0 |" in table
-    assert "| gradient | 0.6 | 1 | 0 | 50.0 | 50.0 | 40.0 |" in table
+    assert "| gradient | 0.5 | 1 | 1 | 1 | 800.0 | 880.0 | 840.0 |" in table
+    assert "| gradient | 0.6 | 1 | 0 | 0 | 50.0 | 50.0 | 40.0 |" in table  # an older cell: no origin
     assert final_selections(tmp_path, [row("grid", 0.5)]) == ""
     page = summary_markdown([row("dense", 0.0), changed], "t", "", selections=table)
     assert "## Final selection" in page

@@ -100,26 +100,28 @@ def winning_starts(result_dir: Path, rows: list[dict[str, Any]]) -> str:
 
 
 def final_selections(result_dir: Path, rows: list[dict[str, Any]]) -> str:
-    """What the gradient option `final_candidates` did in each series and level (`final_selection` in a cell
-    file's `extra.search`: [surrogate, validation metric, widths] per hardened solution); "" when no cell
-    records one."""
+    """What the gradient options `final_candidates` and `final_widen` did in each series and level
+    (`final_selection` in a cell file's `extra.search`: [surrogate, validation metric, widths, origin] per
+    hardened solution; origin "search" or "widened <group>", absent in older cells); "" when no cell records
+    one."""
     current = {_row_key(r) for r in rows}
-    found: dict[tuple[str, float], list[tuple[float, float, float, bool]]] = defaultdict(list)
+    found: dict[tuple[str, float], list[tuple[float, float, float, bool, bool]]] = defaultdict(list)
     for blob in ResultsFolder(result_dir).cell_blobs():
         candidates = blob.get("extra", {}).get("search", {}).get("final_selection")
         if candidates and _row_key(blob["row"]) in current:
             by_surrogate = min(candidates, key=lambda c: c[0])
             chosen = max(candidates, key=lambda c: c[1])
+            widened = len(chosen) > 3 and chosen[3].startswith("widened")
             key = (series_name(blob["row"]), blob["row"]["target_sparsity"])
-            found[key].append((by_surrogate[1], chosen[1], blob["row"]["metric"], chosen[2] != by_surrogate[2]))
+            found[key].append((by_surrogate[1], chosen[1], blob["row"]["metric"], chosen[2] != by_surrogate[2], widened))
     if not found:
         return ""
-    lines = ["| method | ρ | cells | choice changed | validation metric, surrogate's pick | validation metric, chosen "
-             "| metric of the chosen (mean) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | ρ | cells | choice changed | chosen widened | validation metric, surrogate's pick "
+             "| validation metric, chosen | metric of the chosen (mean) |", "|---|---|---|---|---|---|---|---|"]
     for (series, level), cells in sorted(found.items()):
         picked, chosen, metric = (fmean(c[i] for c in cells) for i in range(3))
-        lines.append(f"| {series} | {level:g} | {len(cells)} | {sum(c[3] for c in cells)} | {picked:.1f} | "
-                     f"{chosen:.1f} | {metric:.1f} |")
+        lines.append(f"| {series} | {level:g} | {len(cells)} | {sum(c[3] for c in cells)} | {sum(c[4] for c in cells)} "
+                     f"| {picked:.1f} | {chosen:.1f} | {metric:.1f} |")
     return "\n".join(lines)
 
 
