@@ -124,7 +124,7 @@ def test_ctrl_c_ends_a_pooled_run_within_seconds(tmp_path: Path) -> None:
            "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", "--seeds", "0,1,2,3,4", "--workers", "2", "--out", str(tmp_path),
            "--quiet"]
     # 45 grid cells of about a second each: the run is still going when the signal arrives, even under load
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
     cells = tmp_path / "ae" / "cells"
     deadline = time.time() + 300
     while time.time() < deadline and not list(cells.glob("*.json")):  # the dense cell is done, grid cells run
@@ -133,9 +133,9 @@ def test_ctrl_c_ends_a_pooled_run_within_seconds(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:  # still running: say how far it got, then end it
-        proc.kill()
-        err = proc.communicate()[1] + "\n(still running after 60 s, killed)"
+    except subprocess.TimeoutExpired:  # the run, or a worker holding its stderr, is still going: end them all
+        os.killpg(proc.pid, signal.SIGKILL)
+        err = proc.communicate(timeout=60)[1] + f"\n(exit {proc.poll()}; it or a worker still ran after 60 s: killed)"
     took, done_after = time.time() - started, len(list(cells.glob("*.json")))
     assert proc.returncode == 130 and "interrupted" in err and took < 10, (
         f"exit {proc.returncode} after {took:.1f} s; cells done {done_before} -> {done_after}; stderr: {err}")
