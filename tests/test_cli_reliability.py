@@ -124,7 +124,9 @@ def test_ctrl_c_ends_a_pooled_run_within_seconds(tmp_path: Path) -> None:
            "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", "--seeds", "0,1,2,3,4", "--workers", "2", "--out", str(tmp_path),
            "--quiet"]
     # 45 grid cells of about a second each: the run is still going when the signal arrives, even under load
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # as from a terminal: a job started in the background (`cmd &`, as CI runners may) inherits SIGINT ignored
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     cells = tmp_path / "ae" / "cells"
     deadline = time.time() + 300
     while time.time() < deadline and not list(cells.glob("*.json")):  # the dense cell is done, grid cells run
