@@ -255,11 +255,12 @@ def nearest_in_band(ctx: SearchContext, widths: Mapping[str, int], max_combinati
 
 def widened(ctx: SearchContext, masks: SoftMasks, widths: Mapping[str, int], count: int, chunks: int
             ) -> dict[str, dict[str, int]]:
-    """Up to `count` in-band variants of `widths` by the label of the group they widen, one per group among its `count` narrowest (by kept fraction,
-    at most half kept): that group's width is doubled (up to full width), and the groups still wider pay for it
-    by the greedy start's removals, none cut below the grown group's kept fraction; `fix_up` then settles any
-    overshoot. Variants that cannot be paid for are dropped. The search keeps bottleneck groups narrow where the
-    surrogate underrates them; these variants let the task metric judge wider ones."""
+    """Up to `count` in-band variants of `widths`, keyed by the group they widen, one per group among its `count`
+    narrowest (by kept fraction, at most half kept): that group's width is doubled (up to full width), and the
+    groups still wider pay for it by the greedy start's removals, none cut below the grown group's kept fraction;
+    `fix_up` then settles any overshoot. Variants that cannot be paid for are dropped. The search keeps
+    bottleneck groups narrow where the surrogate underrates them; these variants let the task metric judge wider
+    ones."""
     full = {g.label: g.width for g in ctx.prunable}
     narrow = sorted((label for label in full if widths[label] * 2 <= full[label]), key=lambda l: widths[l] / full[l])
     variants = {}
