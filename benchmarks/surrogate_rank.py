@@ -144,13 +144,15 @@ class Scorers:
       of the dense values' spread (differentiable);
     - `elite_value`: the centered value error weighted by the dense planner's weights (the error where the
       planner looks), in the same units (differentiable);
+    - `-calibration return`: the negated return that the gradient search's final selection compares
+      candidates by (`problem.metric`: `grid_episodes` episodes on the calibration seeds, not the held-out ones);
     - `term: <name>`: one term of the surrogate alone, at weight 1, mean over the training batches 0..7
       (`value`: the centered value error, `twin`, `pi`, `choice`, `reward`: SurrogateWeights).
     """
 
     terms = ("value", "twin", "pi", "choice", "reward")
     names = ("surrogate", "surrogate, 8 batches", "planner_regret", "soft_regret", "elite_value",
-             *(f"term: {term}" for term in terms))
+             "-calibration return", *(f"term: {term}" for term in terms))
 
     def __init__(self, usecase: TDMPCUseCase, built: WidthModels, seed: int) -> None:
         self.usecase, self.built, self.seed = usecase, built, seed
@@ -180,6 +182,8 @@ class Scorers:
                                                      for step in range(SCORE_BATCHES)) / SCORE_BATCHES
         if "planner_regret" not in scores:
             scores["planner_regret"] = self.usecase.diagnostics(model, self.seed)["planner_regret"]
+        if "-calibration return" not in scores:
+            scores["-calibration return"] = -self.built.problem.metric(model)
         if "soft_regret" not in scores or "elite_value" not in scores:
             scores.update(self._weighted_terms(model))
         if any(f"term: {term}" not in scores for term in self.terms):
