@@ -111,6 +111,22 @@ def test_tdmpc_fine_tuning_lowers_the_model_loss_and_keeps_shapes_and_masks(tiny
     assert action.shape == (1,)
 
 
+def layer_shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
+    """The effective weight shape of every layer (a masked layer's `weight`, not its `weight_orig`)."""
+    return {name: module.weight.shape for name, module in model.named_modules() if hasattr(module, "weight")}
+
+
+@pytest.mark.parametrize("method", ["gradient", "grid", "tp-magnitude", "torch-l2"])
+def test_tdmpc_pruned_target_has_the_pruned_widths_and_plans(tiny_agent_usecase, method) -> None:
+    usecase = tiny_agent_usecase
+    options = usecase.method_options(method, {"budget": 4} if method == "grid" else None)
+    result = get_method(method)(usecase.problem(usecase.load(), 0, True), 0.5, eps=0.05, seed=0, **options)
+    agent = usecase.pruned_agent(result)
+    assert layer_shapes(agent.target) == layer_shapes(result.model)
+    assert not any(p.requires_grad for p in agent.target.parameters())
+    assert agent.plan(usecase.visits().obs[0], eval_mode=True, step=usecase.agent().step).shape == (1,)
+
+
 def test_tdmpc_fine_tuning_of_the_dense_agent_leaves_it_untouched(tiny_agent_usecase) -> None:
     dense = tiny_agent_usecase.load()
     saved = copy.deepcopy(dense.state_dict())
