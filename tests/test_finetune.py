@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks.report.finetune import finetune_table
+from benchmarks.report.finetune import finetune_table, recovery_heading, recovery_table
 from benchmarks.report.plots import make_plots
 from benchmarks.sweep.cells import cell_fingerprinter, suite_cells
 from benchmarks.sweep.runner import run_suite
@@ -167,5 +167,8 @@ def test_an_interrupted_fine_tuning_suite_resumes_the_missing_cells_only(tmp_pat
     assert blob["row"]["finetune_steps"] == 4
     table = finetune_table(rows).splitlines()
     assert len(table) == 2 + 3 and table[4].startswith("| tp-magnitude ft4 | ")  # dense, then each method
+    curve = recovery_table(rows).splitlines()[4]
+    assert recovery_heading(rows) == "mean over seeds at steps 0 → 2 → 4" and curve.count(" → ") == 2
+    assert curve.endswith(f"{pruned[('tp-magnitude', 4)]['metric']:.1f} |")  # one seed: the curve ends at `metric`
     names = {p.name for p in make_plots(tmp_path / "ae-ft")}
     assert {"finetune_vs_sparsity.png", "recovery_curves.png"} <= names

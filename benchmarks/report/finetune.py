@@ -4,7 +4,8 @@
   target sparsity, mean ± std over seeds, with the dense model before and after the same fine-tuning;
 - `recovery_curves.png`: one panel per target sparsity, the metric against fine-tuning steps per method
   (mean over seeds of the points each row's `finetune_curve` holds);
-- `finetune_table`: markdown "before → after" per method and level.
+- `finetune_table`: markdown "before → after" per method and level;
+- `recovery_table`: markdown, the mean recovery curve of each method and level as numbers.
 """
 from __future__ import annotations
 
@@ -139,3 +140,33 @@ def _before_after_text(rows: list[dict[str, Any]], digits: int, seeds: int) -> s
     """Mean before → mean after over the seeds of a cell, with their count when some are missing."""
     before, after = (mean_std([r[key] for r in rows])[0] for key in ("metric_before", "metric"))
     return f"{before:.{digits}f} → {after:.{digits}f}" + (f" (n={len(rows)})" if len(rows) < seeds else "")
+
+
+def recovery_table(rows: list[dict[str, Any]], digits: int = 1) -> str:
+    """Markdown: per method (rows) and level (columns), the mean metric over seeds at each point of the
+    recovery curve, "before → ... → after"; empty when no row was fine-tuned."""
+    rows = finetuned_rows(rows)
+    if not rows:
+        return ""
+    grouped = _methods(rows)
+    levels = sorted({lv for by_level in grouped.values() for lv in by_level})
+    lines = ["| method | " + " | ".join(f"ρ={lv:g}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
+    dense = [r for r in rows if r["method"] == DENSE]
+    if dense:
+        lines.append("| dense | " + " | ".join(_curve_text(dense, digits) for _ in levels) + " |")
+    for series, by_level in grouped.items():
+        cells = [_curve_text(by_level[lv], digits) if lv in by_level else "–" for lv in levels]
+        lines.append(f"| {series} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def recovery_heading(rows: list[dict[str, Any]]) -> str:
+    """What the recovery table's columns hold: the shared curve steps, when every fine-tuned row has the same."""
+    shapes = {tuple(step for step, _ in parse_curve(r["finetune_curve"])) for r in finetuned_rows(rows)}
+    if len(shapes) == 1:
+        return f"mean over seeds at steps {' → '.join(map(str, next(iter(shapes))))}"
+    return "mean over seeds at each point of the curve"
+
+
+def _curve_text(rows: list[dict[str, Any]], digits: int) -> str:
+    return " → ".join(f"{value:.{digits}f}" for value in mean_curve(rows)[1])

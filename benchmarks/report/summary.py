@@ -7,7 +7,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from benchmarks.report.finetune import finetune_line, finetune_table
+from benchmarks.report.finetune import finetune_line, finetune_table, recovery_heading, recovery_table
 from benchmarks.report.tables import cell_text, group_rows, markdown_table, search_table, series_name
 from benchmarks.sweep.store import DENSE, ResultsFolder, format_row, write_atomic
 from pruning.registry import MASK, methods_of
@@ -146,7 +146,8 @@ def summary_markdown(rows: list[dict[str, Any]], title: str, command: str, start
             parts += [heading, markdown_table(rows, key, digits)]
     tuned = finetune_table(rows)
     if tuned:
-        parts += [f"## {metric} before → after fine-tuning (mean over seeds; {finetune_line(rows)})", tuned]
+        parts += [f"## {metric} before → after fine-tuning (mean over seeds; {finetune_line(rows)})", tuned,
+                  f"## {metric} along the recovery curve ({recovery_heading(rows)})", recovery_table(rows)]
     parts += ["## Search cost", search_table(rows), compute_line(rows)]
     if starts:
         parts += ["## Winning start of the multi-start searches", starts]
