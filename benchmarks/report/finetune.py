@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -122,17 +122,28 @@ def finetune_table(rows: list[dict[str, Any]], digits: int = 2) -> str:
     rows = finetuned_rows(rows)
     if not rows:
         return ""
+    seeds = max(len(rs) for by_level in _methods(rows).values() for rs in by_level.values())
+    return _level_table(rows, lambda cell: _before_after_text(cell, digits, seeds))
+
+
+def recovery_table(rows: list[dict[str, Any]], digits: int = 1) -> str:
+    """Markdown: per method (rows) and level (columns), the mean metric over seeds at each point of the
+    recovery curve, "before → ... → after"; empty when no row was fine-tuned."""
+    rows = finetuned_rows(rows)
+    return _level_table(rows, lambda cell: _curve_text(cell, digits)) if rows else ""
+
+
+def _level_table(rows: list[dict[str, Any]], text: Callable[[list[dict[str, Any]]], str]) -> str:
+    """Markdown: a row for the dense model (the same text under every level) and one per method, a column per
+    level, each cell the `text` of its rows over the seeds ("–" where none)."""
     grouped = _methods(rows)
     levels = sorted({lv for by_level in grouped.values() for lv in by_level})
     lines = ["| method | " + " | ".join(f"ρ={lv:g}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
-    seeds = max(len(rs) for by_level in grouped.values() for rs in by_level.values())
     dense = [r for r in rows if r["method"] == DENSE]
     if dense:
-        text = _before_after_text(dense, digits, seeds)
-        lines.append("| dense | " + " | ".join(text for _ in levels) + " |")
+        lines.append("| dense | " + " | ".join(text(dense) for _ in levels) + " |")
     for series, by_level in grouped.items():
-        cells = [_before_after_text(by_level[lv], digits, seeds) if lv in by_level else "–" for lv in levels]
-        lines.append(f"| {series} | " + " | ".join(cells) + " |")
+        lines.append(f"| {series} | " + " | ".join(text(by_level[lv]) if lv in by_level else "–" for lv in levels) + " |")
     return "\n".join(lines)
 
 
@@ -140,24 +151,6 @@ def _before_after_text(rows: list[dict[str, Any]], digits: int, seeds: int) -> s
     """Mean before → mean after over the seeds of a cell, with their count when some are missing."""
     before, after = (mean_std([r[key] for r in rows])[0] for key in ("metric_before", "metric"))
     return f"{before:.{digits}f} → {after:.{digits}f}" + (f" (n={len(rows)})" if len(rows) < seeds else "")
-
-
-def recovery_table(rows: list[dict[str, Any]], digits: int = 1) -> str:
-    """Markdown: per method (rows) and level (columns), the mean metric over seeds at each point of the
-    recovery curve, "before → ... → after"; empty when no row was fine-tuned."""
-    rows = finetuned_rows(rows)
-    if not rows:
-        return ""
-    grouped = _methods(rows)
-    levels = sorted({lv for by_level in grouped.values() for lv in by_level})
-    lines = ["| method | " + " | ".join(f"ρ={lv:g}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
-    dense = [r for r in rows if r["method"] == DENSE]
-    if dense:
-        lines.append("| dense | " + " | ".join(_curve_text(dense, digits) for _ in levels) + " |")
-    for series, by_level in grouped.items():
-        cells = [_curve_text(by_level[lv], digits) if lv in by_level else "–" for lv in levels]
-        lines.append(f"| {series} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def recovery_heading(rows: list[dict[str, Any]]) -> str:
