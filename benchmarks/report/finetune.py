@@ -143,7 +143,8 @@ def _level_table(rows: list[dict[str, Any]], text: Callable[[list[dict[str, Any]
     if dense:
         lines.append("| dense | " + " | ".join(text(dense) for _ in levels) + " |")
     for series, by_level in grouped.items():
-        lines.append(f"| {series} | " + " | ".join(text(by_level[lv]) if lv in by_level else "–" for lv in levels) + " |")
+        cells = [text(by_level[lv]) if lv in by_level else "–" for lv in levels]
+        lines.append(f"| {series} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
