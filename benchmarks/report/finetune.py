@@ -55,7 +55,7 @@ def _colours(series: list[str]) -> dict[str, Any]:
 
 
 def _before_after(rows: list[dict[str, Any]]) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(8.6, 4.8))
     grouped = _methods(rows)
     colours = _colours(list(grouped))
     for series, by_level in grouped.items():
@@ -74,9 +74,9 @@ def _before_after(rows: list[dict[str, Any]]) -> plt.Figure:
     ax.set_xlabel("target sparsity ρ*")
     ax.set_ylabel(rows[0]["metric_name"])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    ax.set_title(f"{rows[0]['model']}: {rows[0]['metric_name']} after {steps} fine-tuning steps (solid, mean ± std "
-                 "over seeds) and before (dotted)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{rows[0]['model']}: {rows[0]['metric_name']} after {steps} fine-tuning steps\n"
+                 "(solid, mean ± std over seeds) and before (dotted)", fontsize=9)
     return fig
 
 
